@@ -68,7 +68,7 @@ static int write_demo_model(const char *dir) {
     const float proj = 1.0f / sqrtf((float)DEMO_HIDDEN);
 #define ADD(n, r, c, s) do { snprintf(tensors[count].name, sizeof tensors[count].name, "%s", n); \
         tensors[count].rows = (r); tensors[count].cols = (c); tensors[count].init_scale = (s); ++count; } while (0)
-    ADD("model.embed_tokens.weight", DEMO_VOCAB, DEMO_HIDDEN, 1.0f);
+    ADD("model.embed_tokens.weight", DEMO_VOCAB, DEMO_HIDDEN, 0.1f);
     ADD("model.norm.weight", DEMO_HIDDEN, 0, 0.0f);
     for (int l = 0; l < DEMO_LAYERS; ++l) {
         char name[96];
