@@ -3,6 +3,7 @@
 # that the example writes itself (into build/demo/axl-demo), no download needed.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
+"$root/scripts/install-deps.sh"
 cmake -S "$root" -B "$root/build" -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build "$root/build" -j"$(nproc)" --target finetune
 mkdir -p "$root/build/demo"
