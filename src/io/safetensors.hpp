@@ -23,8 +23,12 @@ struct TensorInfo {
     std::string file;            // the file it lives in (for error messages)
 };
 
-// One mapped safetensors file. Throws Error(AXL_ERR_IO) if it cannot be opened/mapped and
-// Error(AXL_ERR_FORMAT) naming the file and the problem if anything in it is invalid.
+// One mapped safetensors file. Throws Error(AXL_ERR_NOT_FOUND) if it does not exist,
+// Error(AXL_ERR_IO) if it cannot be opened/mapped, Error(AXL_ERR_FORMAT) naming the file and the
+// problem if anything in it is invalid, and Error(AXL_ERR_UNSUPPORTED) for a valid safetensors
+// dtype that axl has no DType for (U16, U32, U64, C64, F4, F6_*, F8_E8M0, *FNUZ).
+// TensorInfo::data is aligned to its element size only if the writer aligned it (axl's and the
+// reference writer do); read it through memcpy or read_as_f32 when unsure.
 class SafetensorsFile {
 public:
     explicit SafetensorsFile(const std::string& path);
