@@ -1,0 +1,3 @@
+module axl
+
+go 1.19
