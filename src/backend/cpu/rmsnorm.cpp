@@ -1,0 +1,71 @@
+// RMSNorm as Hugging Face's LlamaRMSNorm computes it in fp32:
+//   out = weight * (x * rsqrt(mean(x^2) + eps)).
+#include <algorithm>
+#include <cmath>
+
+#include "backend/cpu/ops.hpp"
+
+namespace axl::cpu {
+namespace {
+
+// Columns per task of the weight-gradient reduction: wide enough that each row's slice is a few
+// cache lines, narrow enough that the column range splits over the threads.
+constexpr int64_t kColumnChunk = 256;
+
+}  // namespace
+
+void rmsnorm_forward(float* out, float* rstd, const float* x, const float* weight, int64_t rows,
+                     int64_t cols, float eps) {
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < rows; ++r) {
+        const float* x_row = x + r * cols;
+        float* out_row = out + r * cols;
+        // The mean of squares is summed in double so that it is the correctly rounded fp32 value
+        // whatever the row length; the rest follows the reference's fp32 operation order.
+        double sum_sq = 0.0;
+        for (int64_t i = 0; i < cols; ++i) sum_sq += static_cast<double>(x_row[i]) * x_row[i];
+        const float variance = static_cast<float>(sum_sq / static_cast<double>(cols));
+        const float r_std = 1.0f / std::sqrt(variance + eps);
+        for (int64_t i = 0; i < cols; ++i) out_row[i] = weight[i] * (x_row[i] * r_std);
+        rstd[r] = r_std;
+    }
+}
+
+// With n = x * rstd and out = weight * n:
+//   dx = rstd * (g - n * mean(g * n)), g = dout * weight
+//   dweight += sum over rows of dout * n
+void rmsnorm_backward(float* dx, float* dweight, const float* dout, const float* x,
+                      const float* weight, const float* rstd, int64_t rows, int64_t cols) {
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < rows; ++r) {
+        const float* x_row = x + r * cols;
+        const float* dout_row = dout + r * cols;
+        float* dx_row = dx + r * cols;
+        const float r_std = rstd[r];
+        double dot = 0.0;
+        for (int64_t i = 0; i < cols; ++i) dot += static_cast<double>(dout_row[i]) * weight[i] * x_row[i];
+        const float mean_gn = static_cast<float>(dot / static_cast<double>(cols)) * r_std;
+        for (int64_t i = 0; i < cols; ++i) {
+            const float n = x_row[i] * r_std;
+            dx_row[i] = r_std * (dout_row[i] * weight[i] - n * mean_gn);
+        }
+    }
+    if (dweight == nullptr) return;
+    // Split by columns rather than rows so that each thread owns its slice of dweight and the
+    // sums need no atomics and come out the same for any thread count.
+    const int64_t chunks = (cols + kColumnChunk - 1) / kColumnChunk;
+#pragma omp parallel for schedule(static)
+    for (int64_t chunk = 0; chunk < chunks; ++chunk) {
+        const int64_t begin = chunk * kColumnChunk;
+        const int64_t end = std::min(cols, begin + kColumnChunk);
+        double sums[kColumnChunk] = {};
+        for (int64_t r = 0; r < rows; ++r) {
+            const float* x_row = x + r * cols;
+            const float* dout_row = dout + r * cols;
+            for (int64_t i = begin; i < end; ++i) sums[i - begin] += dout_row[i] * (x_row[i] * rstd[r]);
+        }
+        for (int64_t i = begin; i < end; ++i) dweight[i] += static_cast<float>(sums[i - begin]);
+    }
+}
+
+}  // namespace axl::cpu
