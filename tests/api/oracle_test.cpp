@@ -9,7 +9,9 @@
 //  - logits: max|axl - ref| / max|ref| < 1e-5 over the whole [B,T,V] tensor;
 //  - losses: |axl - peft| < 1e-4 per step (absolute; the losses are about 5 to 13);
 //  - pre-clip gradient norm: |axl - peft| <= 1e-4 * peft;
-//  - trained adapter tensors: max|axl - peft| < 1e-4 per tensor (absolute; values are O(0.1)).
+//  - trained adapter tensors: max|axl - peft| <= 1e-5 per tensor (absolute; values are O(0.1)).
+//    Tighter than the 1e-4 first planned: leaving out weight decay moves the result by only
+//    ~2.5e-5, and peft_reference.py fails if a tested feature's effect drops below 2x this.
 #include <algorithm>
 #include <cstdlib>
 #include <iostream>
@@ -33,7 +35,7 @@ namespace {
 constexpr double kLogitsTolerance = 1e-5;
 constexpr double kLossTolerance = 1e-4;
 constexpr double kGradNormTolerance = 1e-4;
-constexpr double kAdapterTolerance = 1e-4;
+constexpr double kAdapterTolerance = 1e-5;  // = tests/oracle/common.py ADAPTER_TOLERANCE
 
 fs::path g_data_dir;
 fs::path g_out_dir;
