@@ -9,7 +9,7 @@ use crate::batch::Batch;
 use crate::callback::{Progress, ProgressCallback, ProgressFlow};
 use crate::error::{check, Result};
 use crate::lora::Lora;
-use crate::optimizer::Optimizer;
+use crate::optimizer::{Optimizer, OptimizerParam};
 
 /// Options of [`Trainer::new`], starting from the library's defaults.
 pub struct TrainerOptions {
@@ -134,9 +134,15 @@ impl<'o, 'l> Trainer<'o, 'l> {
         self.optimizer.lora()
     }
 
-    /// The optimizer, to change the learning rate between steps.
-    pub fn optimizer(&mut self) -> &mut Optimizer<'l> {
+    /// The optimizer, to read its parameters and schedule.
+    pub fn optimizer(&self) -> &Optimizer<'l> {
         self.optimizer
+    }
+
+    /// Changes an optimizer tunable for the following steps. (The trainer hands out no
+    /// `&mut Optimizer`: swapping it for another would let two trainers share an adapter.)
+    pub fn set_optimizer_param(&mut self, param: OptimizerParam, value: f64) -> Result<()> {
+        self.optimizer.set_param(param, value)
     }
 
     pub fn as_raw(&self) -> *mut sys::axl_trainer {

@@ -70,6 +70,8 @@ fn trains_saves_and_reloads_the_same_adapter() {
             }),
         )
         .unwrap();
+        trainer.set_optimizer_param(OptimizerParam::LearningRate, 2e-2).unwrap();
+        assert_eq!(trainer.optimizer().param(OptimizerParam::LearningRate).unwrap(), 2e-2);
         let first = trainer.step(&batch).unwrap();
         let mut last = first;
         for _ in 0..4 {
