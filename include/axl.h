@@ -7,17 +7,27 @@
  * Conventions (ABI.md is the full contract):
  *  - Every fallible call returns an axl_status (AXL_OK == 0). On failure the out-parameters
  *    are left untouched, nothing leaks, and a message naming the problem is available from
- *    axl_last_error() (this thread) and from the handle's *_last_error() function.
+ *    axl_last_error() (this thread) and from the handle's *_last_error() function. A call
+ *    that creates a handle records its failure on the parent it was given (axl_model_load on
+ *    the context, axl_lora_create/load on the model, axl_optimizer_create on the adapter,
+ *    axl_trainer_create on the optimizer); calls with no handle record only the thread's.
+ *    On a handle shared by several threads, read axl_last_error() (per thread): another
+ *    thread's failure may replace the handle's message at any time.
  *  - Handles are opaque. Every create/load has a destroy; destroying NULL is a no-op.
  *    A child handle keeps its parents alive internally, so handles may be destroyed in any
  *    order (a LoRA adapter keeps its model alive; a trainer keeps its model, adapter and
  *    optimizer alive).
  *  - Option and result structs start with `uint32_t struct_size`. Initialise them with the
- *    matching axl_*_init() function (or the AXL_*_INIT macro); the library reads and writes
- *    only the bytes the caller's struct_size covers, so fields are only ever appended.
+ *    matching axl_*_init() function; the library reads and writes only the bytes the caller's
+ *    struct_size covers, so fields are only ever appended.
+ *  - Callbacks and their user_data: the library keeps calling a callback as long as any handle
+ *    that holds it lives. The context's log callback and allocator hooks are held until the
+ *    context AND every handle made from it are destroyed; a trainer's progress callback until
+ *    the trainer is destroyed; a model load's progress callback only during the call.
  *  - Threading: a handle is used by one thread at a time unless stated otherwise; different
- *    handles may be used from different threads. A loaded model is read-only and may be used
- *    concurrently by several threads for forward/evaluate and by several adapters/trainers.
+ *    handles may be used from different threads. A loaded model is read-only: several threads
+ *    may concurrently call axl_model_forward, axl_model_evaluate, axl_lora_create and
+ *    axl_lora_load on it, and train different adapters of it with different trainers.
  *  - Strings are UTF-8 and NUL-terminated. Strings returned by the library are owned by it.
  *  - Booleans are int32_t (0 = false, nonzero = true).
  */
@@ -111,7 +121,6 @@ typedef void (AXL_CALL *axl_log_fn)(void *user_data, int32_t level, const char *
 #define AXL_STAGE_LOAD     1  /**< Reading and converting model tensors. */
 #define AXL_STAGE_FORWARD  2  /**< Forward pass of a training step (one report per layer). */
 #define AXL_STAGE_BACKWARD 3  /**< Backward pass of a training step (one report per layer). */
-#define AXL_STAGE_SAVE     4  /**< Writing a file. */
 
 /** What a progress callback receives. Fields may be appended (check struct_size). */
 typedef struct axl_progress {
@@ -159,7 +168,8 @@ typedef struct axl_context_options {
     int32_t log_level;               /**< Highest AXL_LOG_* passed to log_fn; default WARN.   */
     axl_log_fn log_fn;               /**< NULL (default): no logging.                         */
     void *log_user_data;
-    const axl_host_allocator *host_allocator; /**< Copied; NULL (default) = aligned malloc.   */
+    const axl_host_allocator *host_allocator; /**< Struct copied (its user_data is not: see the
+                                                   callbacks rule above); NULL = aligned malloc. */
     uint64_t device_memory_budget;   /**< Bytes; 0 (default) = no limit.                      */
 } axl_context_options;
 
@@ -172,8 +182,8 @@ AXL_API axl_status AXL_CALL axl_context_create(const axl_context_options *opts, 
 /** Releases the caller's reference; the context lives on while handles made from it live. */
 AXL_API void AXL_CALL axl_context_destroy(axl_context *ctx);
 
-/** Message of the last failure of a call made with this context, or "". Valid until the next
- *  call with this context. */
+/** Message of the last failed call made with this context, or "". Valid until the next
+ *  failing call with this context. */
 AXL_API const char *AXL_CALL axl_context_last_error(const axl_context *ctx);
 
 /** The backend in use (AXL_BACKEND_CPU or AXL_BACKEND_CUDA). */

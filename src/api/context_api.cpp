@@ -1,4 +1,6 @@
 // C entry points of axl_context.
+#include <cstddef>
+
 #include "api/guard.hpp"
 
 using namespace axl;
@@ -33,7 +35,10 @@ AXL_API axl_status axl_context_create(const axl_context_options* opts, axl_conte
         require(options.device >= 0, AXL_ERR_INVALID_ARGUMENT, "opts->device is negative");
         if (options.host_allocator != nullptr) {
             const axl_host_allocator* hooks = options.host_allocator;
-            require(hooks->struct_size >= sizeof(axl_host_allocator) && hooks->allocate != nullptr &&
+            // The first published layout ends with `deallocate`; later versions only append.
+            constexpr size_t first_layout = offsetof(axl_host_allocator, deallocate) +
+                                            sizeof(hooks->deallocate);
+            require(hooks->struct_size >= first_layout && hooks->allocate != nullptr &&
                         hooks->deallocate != nullptr,
                     AXL_ERR_INVALID_ARGUMENT,
                     "opts->host_allocator needs struct_size, allocate and deallocate set");
