@@ -8,7 +8,8 @@ reference library stored (packed codes and statistics, in our row-major layout) 
 reference's own dequantization in f32. The case's parameters are JSON in the safetensors
 metadata under "case:<name>".
 
-References (all CPU):
+References (on the CPU; --device cuda runs the same cases through the CUDA kernels, which
+docs/quantization.md compares):
   nf4, fp4, int8 row  bitsandbytes (quantize_4bit / dequantize_4bit, compress_statistics,
                       quantize_blockwise, Int8Params / int8_vectorwise_dequant)
   int8 per-channel    torchao Int8Tensor.from_hp(PerRow) / dequantize
@@ -30,6 +31,7 @@ import numpy as np
 import torch
 
 SEED = 20260825
+DEVICE = "cpu"  # --device; inputs are made on the CPU and moved there
 
 
 def random_weight(generator, rows, cols, dtype=torch.float32):
@@ -58,7 +60,7 @@ def bnb_4bit_case(cases, name, w, quant_type, blocksize, double_quant):
     import bitsandbytes.functional as F
 
     packed, state = F.quantize_4bit(
-        w, blocksize=blocksize, compress_statistics=double_quant, quant_type=quant_type
+        w.to(DEVICE), blocksize=blocksize, compress_statistics=double_quant, quant_type=quant_type
     )
     dequant = F.dequantize_4bit(packed, state).float()
     stats = {}
@@ -120,7 +122,7 @@ def bnb_dynamic_tie_case(cases):
         block[1 : 1 + chunk.numel()] = chunk
         blocks.append(block)
     values = torch.cat(blocks)
-    codes, state = F.quantize_blockwise(values, blocksize=256)
+    codes, state = F.quantize_blockwise(values.to(DEVICE), blocksize=256)
     cases.add(
         "dynamic_map_ties",
         dict(format="dynamic_map", block_size=256),
@@ -135,7 +137,7 @@ def bnb_int8_case(cases, name, w):
     import bitsandbytes.functional as F
     from bitsandbytes.nn import Int8Params
 
-    param = Int8Params(w.clone(), requires_grad=False, has_fp16_weights=False).to("cpu")
+    param = Int8Params(w.clone(), requires_grad=False, has_fp16_weights=False).to(DEVICE)
     dequant = F.int8_vectorwise_dequant(param.data, param.SCB).float()
     cases.add(
         name,
@@ -158,7 +160,7 @@ def torchao_int8_channel_case(cases, name, w):
     from torchao.quantization.granularity import PerRow
     from torchao.quantization.quantize_.workflows.int8.int8_tensor import Int8Tensor
 
-    t = Int8Tensor.from_hp(w, PerRow())
+    t = Int8Tensor.from_hp(w.to(DEVICE), PerRow())
     cases.add(
         name,
         dict(format="int8_channel", block_size=0, weight_dtype=dtype_name(w.dtype)),
@@ -174,7 +176,7 @@ def torchao_fp8_case(cases, name, w):
     from torchao.quantization.quantize_.common import KernelPreference
     from torchao.quantization.quantize_.workflows.float8.float8_tensor import Float8Tensor
 
-    t = Float8Tensor.from_hp(w, granularity=PerRow(), kernel_preference=KernelPreference.TORCH)
+    t = Float8Tensor.from_hp(w.to(DEVICE), granularity=PerRow(), kernel_preference=KernelPreference.TORCH)
     cases.add(
         name,
         dict(format="fp8_e4m3", block_size=0, weight_dtype=dtype_name(w.dtype)),
@@ -188,8 +190,8 @@ def torchao_fp8_case(cases, name, w):
 def torchao_nvfp4_case(cases, name, w, tensor_scale):
     from torchao.prototype.mx_formats.nvfp4_tensor import NVFP4Tensor, per_tensor_amax_to_scale
 
-    per_tensor = per_tensor_amax_to_scale(torch.max(torch.abs(w))) if tensor_scale else None
-    t = NVFP4Tensor.to_nvfp4(w, per_tensor_scale=per_tensor)
+    per_tensor = per_tensor_amax_to_scale(torch.max(torch.abs(w.to(DEVICE)))) if tensor_scale else None
+    t = NVFP4Tensor.to_nvfp4(w.to(DEVICE), per_tensor_scale=per_tensor)
     extra = dict(tensor_scale=per_tensor.reshape(1).float()) if tensor_scale else {}
     cases.add(
         name,
@@ -206,7 +208,7 @@ def torchao_mxfp4_case(cases, name, w):
     """`w` may be 3-D [experts, rows, cols], the shape MoE expert weights have."""
     from torchao.prototype.mx_formats.mx_tensor import MXTensor
 
-    t = MXTensor.to_mx(w, torch.float4_e2m1fn_x2, 32)
+    t = MXTensor.to_mx(w.to(DEVICE), torch.float4_e2m1fn_x2, 32)
     cases.add(
         name,
         dict(format="mxfp4", block_size=32, weight_dtype=dtype_name(w.dtype)),
@@ -239,7 +241,7 @@ def torchao_int4_case(cases, name, w, group_size, use_mslk):
     if use_mslk:
         from torchao.quantization.quantize_.workflows.int4.int4_tensor import Int4Tensor
 
-        t = Int4Tensor.from_hp(w, [1, group_size])
+        t = Int4Tensor.from_hp(w.to(DEVICE), [1, group_size])
         packed = t.qdata.view(torch.uint8)
         scale, zero = t.scale.t(), t.zero_point.t()  # torchao keeps them [groups, rows]
         levels_u8 = torch.stack([packed & 0xF, packed >> 4], dim=-1).reshape(w.shape)
@@ -280,7 +282,10 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True)
     parser.add_argument("--use-mslk", action="store_true", help="int4 through torchao+mslk (needs CUDA)")
+    parser.add_argument("--device", default="cpu", help="where the references run (cuda: bitsandbytes' CUDA kernels)")
     args = parser.parse_args()
+    global DEVICE
+    DEVICE = args.device
 
     import bitsandbytes
     import torchao
@@ -327,7 +332,7 @@ def main():
     torchao_int4_case(cases, "int4_ties", torch.stack([int4_row, int4_row * 0.25]), 32, args.use_mslk)
 
     cases.metadata["versions"] = json.dumps(
-        dict(torch=torch.__version__, bitsandbytes=bitsandbytes.__version__, torchao=torchao.__version__)
+        dict(torch=torch.__version__, bitsandbytes=bitsandbytes.__version__, torchao=torchao.__version__, device=DEVICE)
     )
     from safetensors.torch import save_file
 

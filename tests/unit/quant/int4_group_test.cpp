@@ -53,9 +53,9 @@ TEST(QuantInt4Group, StoresScaleAndZeroInTheWeightDtype) {
     }
 }
 
-class QuantInt4GroupRoundTrip : public ::testing::TestWithParam<std::tuple<int64_t, DType>> {};
+class Int4GroupRoundTrip : public ::testing::TestWithParam<std::tuple<int64_t, DType>> {};
 
-TEST_P(QuantInt4GroupRoundTrip, ErrorWithinHalfAStep) {
+TEST_P(Int4GroupRoundTrip, ErrorWithinHalfAStep) {
     const auto [group, dtype] = GetParam();
     const int64_t rows = 24, cols = 512;
     std::vector<float> w = quant_test::random_weight(rows, cols, 13, 0.05f);
@@ -77,7 +77,7 @@ TEST_P(QuantInt4GroupRoundTrip, ErrorWithinHalfAStep) {
     }
 }
 
-INSTANTIATE_TEST_SUITE_P(Groups, QuantInt4GroupRoundTrip,
+INSTANTIATE_TEST_SUITE_P(QuantGroupSizes, Int4GroupRoundTrip,
                          ::testing::Combine(::testing::Values(int64_t{32}, int64_t{64}, int64_t{128}, int64_t{256}),
                                             ::testing::Values(DType::F32, DType::BF16)));
 

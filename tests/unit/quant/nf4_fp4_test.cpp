@@ -90,9 +90,9 @@ TEST(QuantNf4Fp4, AllZeroBlockStaysZero) {
     EXPECT_EQ(out[64], 3.0f);
 }
 
-class QuantNf4Fp4RoundTrip : public ::testing::TestWithParam<std::tuple<QuantFormat, int64_t, bool>> {};
+class Nf4Fp4RoundTrip : public ::testing::TestWithParam<std::tuple<QuantFormat, int64_t, bool>> {};
 
-TEST_P(QuantNf4Fp4RoundTrip, ErrorStaysWithinHalfTheWidestCodeGap) {
+TEST_P(Nf4Fp4RoundTrip, ErrorStaysWithinHalfTheWidestCodeGap) {
     const auto [format, block_size, double_quant] = GetParam();
     const int64_t rows = 48, cols = 512;
     const std::vector<float> w = quant_test::random_weight(rows, cols, 7, 0.02f);
@@ -118,7 +118,7 @@ TEST_P(QuantNf4Fp4RoundTrip, ErrorStaysWithinHalfTheWidestCodeGap) {
     }
 }
 
-INSTANTIATE_TEST_SUITE_P(Formats, QuantNf4Fp4RoundTrip,
+INSTANTIATE_TEST_SUITE_P(QuantBlockSizes, Nf4Fp4RoundTrip,
                          ::testing::Combine(::testing::Values(QuantFormat::NF4, QuantFormat::FP4),
                                             ::testing::Values(int64_t{64}, int64_t{256}),
                                             ::testing::Bool()));

@@ -102,7 +102,7 @@ std::vector<uint8_t> bytes(const TensorInfo& info) {
     }
     if (mismatches == 0) return ::testing::AssertionSuccess();
     return ::testing::AssertionFailure() << mismatches << " of " << ours.size() << " bytes differ; first at "
-                                         << first << ": ours 0x" << std::hex << int(ours[first]) << " reference 0x"
+                                         << first << ": ours " << int(ours[first]) << " reference "
                                          << int(reference[first]);
 }
 
