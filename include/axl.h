@@ -332,7 +332,7 @@ typedef struct axl_lora_options {
 } axl_lora_options;
 
 #define AXL_LORA_INIT_DEFAULT  0  /**< PEFT default: A kaiming-uniform(a=sqrt(5)), B = 0.       */
-#define AXL_LORA_INIT_GAUSSIAN 1  /**< A ~ N(0, 1/r), B = 0.                                   */
+#define AXL_LORA_INIT_GAUSSIAN 1  /**< A ~ normal with std 1/r (as PEFT), B = 0.             */
 #define AXL_LORA_INIT_RANDOM_B 2  /**< As DEFAULT but B also kaiming-uniform (tests, warm starts). */
 
 AXL_API axl_status AXL_CALL axl_lora_options_init(axl_lora_options *opts, size_t struct_size);
@@ -395,7 +395,7 @@ typedef struct axl_optimizer axl_optimizer;
 
 #define AXL_SCHEDULE_CONSTANT 0  /**< lr after warmup.                                        */
 #define AXL_SCHEDULE_LINEAR   1  /**< Linear decay to min_lr_ratio*lr at total_steps.         */
-#define AXL_SCHEDULE_COSINE   2  /**< Half-cosine decay to min_lr_ratio*lr at total_steps.    */
+#define AXL_SCHEDULE_COSINE   2  /**< Half-cosine decay to min_lr_ratio*lr at total_steps, held there after. */
 
 typedef struct axl_optimizer_options {
     uint32_t struct_size;
