@@ -21,7 +21,8 @@
 #
 # Environment: AXL_JOBS (build and ctest parallelism, default nproc), AXL_PIP_ARGS (extra pip
 # arguments for the venv, e.g. "--index-url https://download.pytorch.org/whl/cpu"),
-# AXL_SANITIZE_LABELS (ctest label regex of the sanitizer pass, default 'unit|api|oracle').
+# AXL_SANITIZE_LABELS (ctest label regex of the sanitizer pass, default 'unit|api|oracle'),
+# AXL_CMAKE_ARGS (extra configure arguments for both builds, e.g. "-DAXL_CUDA=OFF").
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -83,22 +84,25 @@ else
 fi
 
 begin_phase build
-cmake -S "$root" -B "$root/build" -DCMAKE_BUILD_TYPE=Release -DAXL_ORACLE_PYTHON="$venv/bin/python" >/dev/null
+# shellcheck disable=SC2086  # AXL_CMAKE_ARGS is a list of words
+cmake -S "$root" -B "$root/build" -DCMAKE_BUILD_TYPE=Release -DAXL_BUILD_TESTS=ON -DAXL_ORACLE_PYTHON="$venv/bin/python" \
+  ${AXL_CMAKE_ARGS:-} >/dev/null
 cmake --build "$root/build" -j"$jobs"
 end_phase ok
 
 begin_phase test
-(cd "$root/build" && ctest --output-on-failure -j"$jobs")
+(cd "$root/build" && ctest --output-on-failure --no-tests=error -j"$jobs")
 end_phase ok
 
 if [ "$sanitize" = 1 ]; then
   begin_phase sanitize
-  cmake -S "$root" -B "$root/build-asan" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DAXL_SANITIZE=ON \
-    -DAXL_ORACLE_PYTHON= -DAXL_ORACLE_DATA="$root/build/tests/oracle_data" >/dev/null
+  # shellcheck disable=SC2086
+  cmake -S "$root" -B "$root/build-asan" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DAXL_SANITIZE=ON -DAXL_BUILD_TESTS=ON \
+    -DAXL_ORACLE_PYTHON= -DAXL_ORACLE_DATA="$root/build/tests/oracle_data" ${AXL_CMAKE_ARGS:-} >/dev/null
   cmake --build "$root/build-asan" -j"$jobs"
   (cd "$root/build-asan" &&
     ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}" \
     UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}" \
-    ctest --output-on-failure -j"$jobs" -L "${AXL_SANITIZE_LABELS:-unit|api|oracle}")
+    ctest --output-on-failure --no-tests=error -j"$jobs" -L "${AXL_SANITIZE_LABELS:-unit|api|oracle}")
   end_phase ok
 fi

@@ -12,9 +12,16 @@ claims to load and train:
   qwen3    head_dim (32) != hidden/heads (16), q/k norms, tied embeddings, DoRA.
 """
 import json
+import os
 import zlib
 
-import torch
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+import torch  # noqa: E402  (after the environment that quiets transformers)
+import transformers  # noqa: E402
+
+transformers.utils.logging.disable_progress_bar()
 
 BATCH = 2
 SEQ = 16

@@ -6,6 +6,7 @@ versions (a stamp records both), so incremental test runs cost seconds.
 import argparse
 import glob
 import hashlib
+import importlib.metadata
 import os
 import shutil
 
@@ -13,18 +14,13 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def fingerprint() -> str:
-    import peft
-    import safetensors
-    import torch
-    import transformers
-
     h = hashlib.sha256()
     for path in sorted(glob.glob(os.path.join(HERE, "*.py"))):
         if os.path.basename(path) in ("common.py", "make_models.py", "peft_reference.py", "generate.py"):
             with open(path, "rb") as f:
                 h.update(os.path.basename(path).encode() + b"\0" + f.read())
-    for module in (torch, transformers, peft, safetensors):
-        h.update(f"{module.__name__}={module.__version__}\n".encode())
+    for package in ("torch", "transformers", "peft", "safetensors", "numpy"):
+        h.update(f"{package}={importlib.metadata.version(package)}\n".encode())
     return h.hexdigest()
 
 
