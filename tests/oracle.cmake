@@ -47,7 +47,8 @@ if(AXL_ORACLE_PYTHON)
   add_test(NAME oracle_axl
            COMMAND axl_oracle_test --data=${AXL_ORACLE_DATA_DIR} --out=${AXL_ORACLE_AXL_OUT})
   set_tests_properties(oracle_axl PROPERTIES
-    FIXTURES_REQUIRED oracle_data FIXTURES_SETUP oracle_axl_out LABELS oracle)
+    FIXTURES_REQUIRED oracle_data FIXTURES_SETUP oracle_axl_out LABELS oracle
+    SKIP_RETURN_CODE ${AXL_ORACLE_SKIP_CODE})
 
   add_test(NAME oracle_verify
            COMMAND ${AXL_ORACLE_PYTHON} ${AXL_ORACLE_SCRIPT_DIR}/verify_axl_adapter.py
@@ -57,7 +58,8 @@ if(AXL_ORACLE_PYTHON)
 elseif(AXL_ORACLE_DATA)
   axl_oracle_skip_test(oracle_generate "using pre-generated data in ${AXL_ORACLE_DATA} (AXL_ORACLE_DATA)")
   add_test(NAME oracle_axl COMMAND axl_oracle_test --data=${AXL_ORACLE_DATA} --out=${AXL_ORACLE_AXL_OUT})
-  set_tests_properties(oracle_axl PROPERTIES LABELS oracle)
+  # axl_oracle_test exits with the skip code when the data are missing.
+  set_tests_properties(oracle_axl PROPERTIES LABELS oracle SKIP_RETURN_CODE ${AXL_ORACLE_SKIP_CODE})
   axl_oracle_skip_test(oracle_verify "needs AXL_ORACLE_PYTHON")
 else()
   set(reason "configure with -DAXL_ORACLE_PYTHON=<python with tests/oracle/requirements.txt> (scripts/test.sh does)")

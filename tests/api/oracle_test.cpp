@@ -1,7 +1,8 @@
 // ctest oracle_axl: axl against PyTorch/transformers/PEFT on the tiny checkpoints of
 // tests/oracle (generate.py). Public API only.
 //
-// Usage: axl_oracle_test --data=DIR --out=DIR   (or env AXL_ORACLE_DIR / AXL_ORACLE_OUT)
+// Usage: axl_oracle_test --data=DIR --out=DIR   (or env AXL_ORACLE_DIR / AXL_ORACLE_OUT);
+// exits with 77 (ctest: skipped) when DIR holds no generated data.
 // DIR/<arch>/ holds what make_models.py and peft_reference.py wrote; this test writes
 // OUT/<arch>/adapter_trained/ and OUT/<arch>/trained_logits.safetensors for verify_axl_adapter.py.
 //
@@ -35,6 +36,7 @@ namespace {
 constexpr double kLogitsTolerance = 1e-5;
 constexpr double kLossTolerance = 1e-4;
 constexpr double kGradNormTolerance = 1e-4;
+constexpr int kSkipExitCode = 77;  // tests/oracle.cmake AXL_ORACLE_SKIP_CODE
 constexpr double kAdapterTolerance = 1e-5;  // = tests/oracle/common.py ADAPTER_TOLERANCE
 
 fs::path g_data_dir;
@@ -278,5 +280,11 @@ int main(int argc, char** argv) {
         else if (arg.rfind("--out=", 0) == 0) g_out_dir = arg.substr(6);
     }
     if (g_out_dir.empty()) g_out_dir = fs::current_path() / "oracle_axl_out";
+    if (g_data_dir.empty() || !fs::exists(g_data_dir / "stamp")) {
+        // No data at all: say so and let ctest report the test as skipped (not passed).
+        std::cout << "axl_oracle_test SKIPPED: no oracle data in '" << g_data_dir.string()
+                  << "' (run tests/oracle/generate.py --out DIR, or ctest oracle_generate)\n";
+        return kSkipExitCode;
+    }
     return RUN_ALL_TESTS();
 }
