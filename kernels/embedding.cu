@@ -1,0 +1,43 @@
+// Token embedding lookup on the device: a row copy per token (the twin of
+// backend/cpu/embedding.cpp). The table is frozen under LoRA, so there is no backward.
+#include "backend/cuda/ops.hpp"
+#include "common.cuh"
+
+namespace axl::cuda {
+namespace {
+
+constexpr int kEmbeddingThreads = 256;  // threads per token row
+
+template <typename T>
+__global__ void __launch_bounds__(kEmbeddingThreads)
+embedding_forward_kernel(T* out, const int32_t* tokens, const T* table, int64_t hidden) {
+    const int64_t t = blockIdx.x;
+    const T* row = table + static_cast<int64_t>(tokens[t]) * hidden;
+    T* out_row = out + t * hidden;
+    for (int64_t i = threadIdx.x; i < hidden; i += kEmbeddingThreads) out_row[i] = row[i];
+}
+
+template <typename T>
+void launch_embedding_forward(T* out, const int32_t* tokens, const T* table, int64_t n_tokens, int64_t hidden,
+                              cudaStream_t stream) {
+    require(n_tokens >= 0 && n_tokens < (int64_t{1} << 31) && hidden > 0, AXL_ERR_SHAPE,
+            "embedding_forward: ", n_tokens, " tokens of ", hidden, " values");
+    if (n_tokens == 0) return;
+    embedding_forward_kernel<<<static_cast<unsigned>(n_tokens), kEmbeddingThreads, 0, stream>>>(out, tokens, table,
+                                                                                                 hidden);
+    AXL_CUDA_CHECK_LAUNCH("embedding_forward_kernel");
+}
+
+}  // namespace
+
+void embedding_forward(float* out, const int32_t* tokens, const float* table, int64_t n_tokens, int64_t hidden,
+                       cudaStream_t stream) {
+    launch_embedding_forward(out, tokens, table, n_tokens, hidden, stream);
+}
+
+void embedding_forward(bf16* out, const int32_t* tokens, const bf16* table, int64_t n_tokens, int64_t hidden,
+                       cudaStream_t stream) {
+    launch_embedding_forward(out, tokens, table, n_tokens, hidden, stream);
+}
+
+}  // namespace axl::cuda

@@ -1,0 +1,21 @@
+// The dense GEMM of the CUDA backend (the twin of backend/cpu/matmul.cpp), through cuBLASLt.
+#include "backend/cuda/ops.hpp"
+
+namespace axl::cuda {
+
+void matmul(BlasLt& blas, float* c, const float* a, const float* b, int64_t m, int64_t n, int64_t k, bool trans_a,
+            bool trans_b, float alpha, float beta) {
+    blas.matmul(c, GemmType::F32, a, b, GemmType::F32, m, n, k, trans_a, trans_b, alpha, beta);
+}
+
+void matmul(BlasLt& blas, float* c, const bf16* a, const bf16* b, int64_t m, int64_t n, int64_t k, bool trans_a,
+            bool trans_b, float alpha, float beta) {
+    blas.matmul(c, GemmType::F32, a, b, GemmType::BF16, m, n, k, trans_a, trans_b, alpha, beta);
+}
+
+void matmul(BlasLt& blas, bf16* c, const bf16* a, const bf16* b, int64_t m, int64_t n, int64_t k, bool trans_a,
+            bool trans_b, float alpha, float beta) {
+    blas.matmul(c, GemmType::BF16, a, b, GemmType::BF16, m, n, k, trans_a, trans_b, alpha, beta);
+}
+
+}  // namespace axl::cuda

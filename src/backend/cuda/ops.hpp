@@ -1,0 +1,173 @@
+// The CUDA backend: every op the decoder needs, as host launchers with the same names and the
+// same argument order as their CPU twins in backend/cpu/ops.hpp, plus the stream they are
+// queued on (last). Kernels live in kernels/, one op family per .cu file. Launchers validate
+// the shapes they rely on (Error(AXL_ERR_UNSUPPORTED) or AXL_ERR_SHAPE naming the op) and check
+// the launch; they never synchronize. Pointers are device pointers.
+//
+// Precision, per op (bf16 = __nv_bfloat16; all arithmetic inside the kernels is f32):
+//   - activations of the elementwise/row ops (embedding, rmsnorm, rope, swiglu) and of
+//     attention, and logits: f32 or bf16 overloads. bf16 halves the bytes these memory-bound
+//     ops move and is what the bf16 GEMMs read and write; f32 matches the CPU reference.
+//   - statistics saved for backward (rmsnorm rstd, attention lse), norm weights, rotary
+//     tables, per-row losses: f32 always, as in the CPU reference (small, precision-critical).
+//   - AdamW: f32 parameters, gradients and moments (the trainable LoRA weights are f32
+//     masters); the same operation order as optim/adamw.cpp, so results are bit-identical.
+//   - dequantize: codes as stored, f32 block statistics, f32 or bf16 output (bf16 feeds the
+//     GEMM; f32 is bit-exact with the CPU reference).
+//   - matmul: bf16 (or f32) operands, f32 accumulation, f32 or bf16 output (blas_lt.hpp).
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include "backend/cuda/blas_lt.hpp"
+#include "quant/quant_format.hpp"
+
+namespace axl::cuda {
+
+using bf16 = __nv_bfloat16;
+
+// ---- matmul (src/backend/cuda/matmul.cpp, through cuBLASLt) -------------------------------
+// cpu::matmul's contract (row-major, op(X) = X or X^T, beta == 0 ignores C), on blas's stream.
+void matmul(BlasLt& blas, float* c, const float* a, const float* b, int64_t m, int64_t n, int64_t k,
+            bool trans_a, bool trans_b, float alpha, float beta);
+void matmul(BlasLt& blas, float* c, const bf16* a, const bf16* b, int64_t m, int64_t n, int64_t k,
+            bool trans_a, bool trans_b, float alpha, float beta);
+void matmul(BlasLt& blas, bf16* c, const bf16* a, const bf16* b, int64_t m, int64_t n, int64_t k,
+            bool trans_a, bool trans_b, float alpha, float beta);
+
+// ---- kernels/embedding.cu -----------------------------------------------------------------
+void embedding_forward(float* out, const int32_t* tokens, const float* table, int64_t n_tokens,
+                       int64_t hidden, cudaStream_t stream);
+void embedding_forward(bf16* out, const int32_t* tokens, const bf16* table, int64_t n_tokens,
+                       int64_t hidden, cudaStream_t stream);
+
+// ---- kernels/rmsnorm.cu -------------------------------------------------------------------
+void rmsnorm_forward(float* out, float* rstd, const float* x, const float* weight, int64_t rows,
+                     int64_t cols, float eps, cudaStream_t stream);
+void rmsnorm_forward(bf16* out, float* rstd, const bf16* x, const float* weight, int64_t rows,
+                     int64_t cols, float eps, cudaStream_t stream);
+// dx written; dweight accumulated (+=) when non-null, deterministically (no atomics).
+void rmsnorm_backward(float* dx, float* dweight, const float* dout, const float* x, const float* weight,
+                      const float* rstd, int64_t rows, int64_t cols, cudaStream_t stream);
+void rmsnorm_backward(bf16* dx, float* dweight, const bf16* dout, const bf16* x, const float* weight,
+                      const float* rstd, int64_t rows, int64_t cols, cudaStream_t stream);
+
+// ---- kernels/rope.cu ----------------------------------------------------------------------
+void rope_tables(float* cos, float* sin, const float* inv_freq, int64_t max_pos, int64_t half_dim,
+                 cudaStream_t stream);
+void rope_forward(float* x, const int32_t* positions, const float* cos, const float* sin, int64_t tokens,
+                  int64_t heads, int64_t head_dim, cudaStream_t stream);
+void rope_forward(bf16* x, const int32_t* positions, const float* cos, const float* sin, int64_t tokens,
+                  int64_t heads, int64_t head_dim, cudaStream_t stream);
+void rope_backward(float* dx, const int32_t* positions, const float* cos, const float* sin, int64_t tokens,
+                   int64_t heads, int64_t head_dim, cudaStream_t stream);
+void rope_backward(bf16* dx, const int32_t* positions, const float* cos, const float* sin, int64_t tokens,
+                   int64_t heads, int64_t head_dim, cudaStream_t stream);
+
+// ---- kernels/attention.cu -----------------------------------------------------------------
+// cpu::attention_forward/backward's contract (causal, GQA, packed segments, lse [B,H,T] f32),
+// tiled flash-attention style: no T x T matrix exists anywhere. Segment ids must form
+// contiguous runs within a row (prepare_batch checks this). head_dim 64 or 128.
+void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v,
+                       const int32_t* segment, int64_t batch, int64_t seq, int64_t heads, int64_t kv_heads,
+                       int64_t head_dim, float scale, cudaStream_t stream);
+void attention_forward(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v,
+                       const int32_t* segment, int64_t batch, int64_t seq, int64_t heads, int64_t kv_heads,
+                       int64_t head_dim, float scale, cudaStream_t stream);
+// dq, dk, dv written. `delta` is caller-provided scratch of attention_backward_scratch_floats.
+// Deterministic: every output row has one writer (a dq pass over query tiles and a dk/dv
+// pass over key tiles, as the CPU twin), no atomics.
+size_t attention_backward_scratch_floats(int64_t batch, int64_t seq, int64_t heads);
+void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* out, const float* q,
+                        const float* k, const float* v, const float* lse, float* delta, const int32_t* segment,
+                        int64_t batch, int64_t seq, int64_t heads, int64_t kv_heads, int64_t head_dim,
+                        float scale, cudaStream_t stream);
+void attention_backward(bf16* dq, bf16* dk, bf16* dv, const bf16* dout, const bf16* out, const bf16* q,
+                        const bf16* k, const bf16* v, const float* lse, float* delta, const int32_t* segment,
+                        int64_t batch, int64_t seq, int64_t heads, int64_t kv_heads, int64_t head_dim,
+                        float scale, cudaStream_t stream);
+
+// ---- kernels/swiglu.cu --------------------------------------------------------------------
+void swiglu_forward(float* out, const float* gate, const float* up, int64_t n, cudaStream_t stream);
+void swiglu_forward(bf16* out, const bf16* gate, const bf16* up, int64_t n, cudaStream_t stream);
+void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate, const float* up, int64_t n,
+                     cudaStream_t stream);
+void swiglu_backward(bf16* dgate, bf16* dup, const bf16* dout, const bf16* gate, const bf16* up, int64_t n,
+                     cudaStream_t stream);
+
+// ---- kernels/cross_entropy.cu -------------------------------------------------------------
+// cpu::cross_entropy_forward_backward over one chunk of logits [rows, vocab], except that the
+// loss stays on the device: row_loss[r] is row r's loss (0 for an ignored target), to be summed
+// there or copied back once per step. dlogits may be null or alias logits. With matmul this is
+// the fused linear + cross-entropy (linear_cross_entropy.cpp): logits exist one chunk at a time.
+void cross_entropy_forward_backward(float* row_loss, float* dlogits, const float* logits, const int32_t* targets,
+                                    int64_t rows, int64_t vocab, float grad_scale, cudaStream_t stream);
+void cross_entropy_forward_backward(float* row_loss, bf16* dlogits, const bf16* logits, const int32_t* targets,
+                                    int64_t rows, int64_t vocab, float grad_scale, cudaStream_t stream);
+// f32 logits (exact loss), bf16 gradient for the bf16 GEMM that follows; not in place.
+void cross_entropy_forward_backward(float* row_loss, bf16* dlogits, const float* logits, const int32_t* targets,
+                                    int64_t rows, int64_t vocab, float grad_scale, cudaStream_t stream);
+
+// ---- src/backend/cuda/linear_cross_entropy.cpp ---------------------------------------------
+// Loss of the LM head without the [tokens x vocab] logits: for chunks of `chunk_rows` rows,
+// logits = hidden_chunk . weight^T (cuBLASLt, bf16 in, f32 out), cross-entropy on them, and when
+// dhidden is non-null dhidden_chunk = dlogits . weight (bf16 dlogits, f32 accumulation).
+// hidden [rows, dim] bf16, weight [vocab, dim] bf16 (frozen: no weight gradient), row_loss
+// [rows]; logits_scratch (f32) and dlogits_scratch (bf16; null without dhidden) hold
+// chunk_rows * vocab values each.
+void linear_cross_entropy(BlasLt& blas, float* row_loss, bf16* dhidden, const bf16* hidden, const bf16* weight,
+                          const int32_t* targets, int64_t rows, int64_t dim, int64_t vocab, float grad_scale,
+                          float* logits_scratch, bf16* dlogits_scratch, int64_t chunk_rows);
+
+// ---- kernels/adamw.cu ---------------------------------------------------------------------
+// optim/adamw.cpp's step on many tensors in few launches. The f32 coefficients are those the
+// CPU step derives (in double) from the config, the step count t and lr.
+struct AdamWCoefficients {
+    float decay;                  // 1 - lr * weight_decay
+    float one_minus_beta1;
+    float beta2;
+    float one_minus_beta2;
+    float neg_step_size;          // -lr / (1 - beta1^t)
+    float bias_correction2_sqrt;  // sqrt(1 - beta2^t)
+    float eps;
+    bool decays;                  // weight_decay != 0
+};
+AdamWCoefficients adamw_coefficients(double beta1, double beta2, double eps, double weight_decay, int64_t step,
+                                     double lr);
+struct AdamWTensor {
+    float* param;
+    const float* grad;
+    float* exp_avg;
+    float* exp_avg_sq;
+    int64_t numel;
+};
+// `tensors` is a host array of device pointers.
+void adamw_step(const AdamWTensor* tensors, size_t count, const AdamWCoefficients& coefficients,
+                cudaStream_t stream);
+
+// ---- kernels/dequantize.cu ----------------------------------------------------------------
+// A bitsandbytes 4-bit weight (NF4 or FP4) on the device, as QuantizedTensor holds it: codes two
+// a byte, element 2i in the HIGH nibble; either absmax (one f32 per block) or the double-quant
+// statistics (absmax[b] = code_map[absmax_codes[b]] * nested_absmax[b / 256] + offset).
+struct Bnb4BitWeight {
+    QuantFormat format = QuantFormat::NF4;
+    int64_t rows = 0, cols = 0, block_size = 0;
+    const uint8_t* packed = nullptr;
+    const float* absmax = nullptr;  // null when double quantized
+    const uint8_t* absmax_codes = nullptr;
+    const float* nested_absmax = nullptr;
+    const float* code_map = nullptr;
+    float offset = 0.0f;
+};
+// quant::dequantize_bnb_4bit_rows's contract: rows [row_begin, row_end) into `out`, bit-exact
+// with the CPU (f32 out), or the CPU's f32 value rounded once to bf16.
+void dequantize_bnb_4bit_rows(const Bnb4BitWeight& w, int64_t row_begin, int64_t row_end, float* out,
+                              cudaStream_t stream);
+void dequantize_bnb_4bit_rows(const Bnb4BitWeight& w, int64_t row_begin, int64_t row_end, bf16* out,
+                              cudaStream_t stream);
+
+}  // namespace axl::cuda
