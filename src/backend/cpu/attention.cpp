@@ -1,18 +1,19 @@
-// Causal scaled-dot-product attention with grouped-query heads and packed sequences.
+// Causal scaled-dot-product attention with grouped-query heads and packed sequences, computed
+// flash-attention style in tiles of kQueryBlock queries x kKeyBlock keys.
 //
 // Query t of a batch row sees key s when s <= t and both carry the same segment id. The forward
-// pass works one query row at a time with a row buffer of scores (never a T x T matrix) and
-// saves the log-sum-exp of each row; the backward pass rebuilds every probability from it as
-// flash attention does, p = exp(scale * q.k - lse), with
-//   dv_s += p * dout_t,   dp = dout_t . v_s,   ds = p * (dp - delta_t),   delta_t = dout_t . out_t,
+// pass walks the key tiles of a query block with an online softmax (running row max and sum,
+// the output rescaled when the max grows) and saves the log-sum-exp of each row. The backward
+// pass rebuilds every probability from it, p = exp(scale * q.k - lse), and with
+// delta_t = dout_t . out_t:
+//   dv_s += p * dout_t,   ds = p * (dout_t . v_s - delta_t),
 //   dq_t += scale * ds * k_s,   dk_s += scale * ds * q_t.
-// dq is summed over keys and dk, dv over queries (and over the query heads sharing a kv head),
-// so the backward runs as two passes, one owning query rows and one owning key rows: each
-// output row then has a single writer, and neither needs atomics nor per-thread copies.
+// dq sums over keys, dk and dv over queries and over the query heads sharing a kv head, so the
+// backward runs as two passes, one owning query blocks and one owning key blocks: every output
+// row has a single writer, and neither pass needs atomics or per-thread copies.
 //
-// Speed: the dot products of one row with a run of positions are taken against a transposed
-// [D, T] copy of the other operand, which makes the inner loop unit-stride over positions (no
-// horizontal sum per pair), and the exponentials go through a polynomial GCC can vectorize.
+// Every tile product goes through the packed SGEMM core (gemm.hpp), which reads the heads in
+// place through strides; only the tiles (never a T x T matrix) live in per-thread buffers.
 #include <algorithm>
 #include <bit>
 #include <cmath>
@@ -20,45 +21,38 @@
 #include <unordered_map>
 #include <vector>
 
+#include "backend/cpu/gemm.hpp"
 #include "backend/cpu/ops.hpp"
 
 namespace axl::cpu {
 namespace {
 
-// Where the rows of one (batch row, head) live in the [B, T, heads, D] layouts and in their
-// transposed [B, heads, D, T] copies.
-struct Layout {
-    int64_t seq, heads, kv_heads, head_dim;
+// Tile sizes: a 64 x 64 tile of scores (16 KiB) and the matching rows of q, k, v stay in L1/L2,
+// and the tile products are long enough for the packed SGEMM to run near its peak.
+constexpr int64_t kQueryBlock = 64;
+constexpr int64_t kKeyBlock = 64;
 
-    int64_t group() const { return heads / kv_heads; }
-    int64_t q_row(int64_t b, int64_t t, int64_t h) const { return ((b * seq + t) * heads + h) * head_dim; }
-    int64_t q_stride() const { return heads * head_dim; }
-    int64_t kv_row(int64_t b, int64_t s, int64_t kv) const { return ((b * seq + s) * kv_heads + kv) * head_dim; }
-    int64_t kv_stride() const { return kv_heads * head_dim; }
-    int64_t q_transposed(int64_t b, int64_t h) const { return (b * heads + h) * head_dim * seq; }
-    int64_t kv_transposed(int64_t b, int64_t kv) const { return (b * kv_heads + kv) * head_dim * seq; }
-    int64_t stat(int64_t b, int64_t h, int64_t t) const { return (b * heads + h) * seq + t; }
-};
+constexpr float kMinusInfinity = -std::numeric_limits<float>::infinity();
 
-// [B, T, heads, D] -> [B, heads, D, T].
-std::vector<float> transpose_heads(const float* x, int64_t batch, int64_t seq, int64_t heads,
-                                   int64_t head_dim) {
-    std::vector<float> out(static_cast<std::size_t>(batch * seq * heads * head_dim));
-#pragma omp parallel for collapse(2) schedule(static)
-    for (int64_t b = 0; b < batch; ++b) {
-        for (int64_t h = 0; h < heads; ++h) {
-            float* dst = out.data() + (b * heads + h) * head_dim * seq;
-            for (int64_t d = 0; d < head_dim; ++d) {
-                for (int64_t t = 0; t < seq; ++t) dst[d * seq + t] = x[((b * seq + t) * heads + h) * head_dim + d];
-            }
-        }
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// Where one head's rows live in a [B, T, heads, D] tensor, and views of them for the products.
+struct HeadLayout {
+    int64_t seq, heads, head_dim;
+
+    int64_t offset(int64_t b, int64_t t, int64_t h) const { return ((b * seq + t) * heads + h) * head_dim; }
+    int64_t stride() const { return heads * head_dim; }
+    // Rows are positions t.., columns are head dimensions.
+    MatrixView rows(const float* x, int64_t b, int64_t t, int64_t h) const { return {x + offset(b, t, h), stride(), 1}; }
+    // The transpose: rows are head dimensions, columns are positions t...
+    MatrixView columns(const float* x, int64_t b, int64_t t, int64_t h) const {
+        return {x + offset(b, t, h), 1, stride()};
     }
-    return out;
-}
+};
 
 // For every position, the first and last positions of its batch row with the same segment id.
 // Query t then only looks at keys [first[t], t] and key s at queries [s, last[s]]; ids that come
-// back after a different one are still honored because the mask inside the span compares ids.
+// back after a different one are still honored because the mask inside a tile compares ids.
 struct SegmentSpans {
     std::vector<int64_t> first, last;
 };
@@ -81,9 +75,10 @@ SegmentSpans segment_spans(const int32_t* segment, int64_t batch, int64_t seq) {
 }
 
 // exp(x) for the arguments of softmax, x <= 0 (up to rounding), within 2 ulp; 0 below -87,
-// where fp32 exp turns subnormal. Range reduction x = n ln2 + r with ln2 split in two so n ln2
-// is exact, a degree-7 Taylor polynomial for exp(r) on |r| <= ln2/2 (truncation below 1e-8), and
-// 2^n built in the exponent bits. Unlike std::exp, GCC can vectorize a loop that calls it.
+// where fp32 exp turns subnormal, and for x = -inf. Range reduction x = n ln2 + r with ln2
+// split in two so that n ln2 is exact, a degree-7 Taylor polynomial for exp(r) on |r| <= ln2/2
+// (truncation below 1e-8), and 2^n built in the exponent bits. Unlike std::exp, GCC vectorizes
+// a loop that calls it.
 inline float exp_softmax(float x) {
     constexpr float kLog2e = 1.44269504088896341f;
     constexpr float kLn2Hi = 0.693359375f;  // few mantissa bits, so n * kLn2Hi is exact
@@ -105,128 +100,132 @@ inline float exp_softmax(float x) {
     return x < kMinArg ? 0.0f : p * two_to_n;
 }
 
-// The functions below run once per row and loop over positions; the clones let GCC vectorize
-// them with the widest instructions the machine has, and fp-contract lets it fuse multiply-adds.
-#define AXL_ATTENTION_KERNEL \
+inline bool visible(const int32_t* segment_row, int64_t t, int64_t s) {
+    return s <= t && (segment_row == nullptr || segment_row[s] == segment_row[t]);
+}
+
+// The tile loops below touch every score; the clones let GCC vectorize them (exponentials
+// included) with the widest instructions the machine has.
+#define AXL_ATTENTION_TILE_KERNEL \
     __attribute__((target_clones("avx512f", "avx2,fma", "default"), optimize("fp-contract=fast")))
 
-// dots[i] = x . (column i of a [head_dim, ld] matrix), for i < n.
-inline void dot_positions(float* __restrict dots, const float* __restrict x,
-                          const float* __restrict transposed, int64_t ld, int64_t n, int64_t head_dim) {
-    for (int64_t i = 0; i < n; ++i) dots[i] = 0.0f;
-    for (int64_t d = 0; d < head_dim; ++d) {
-        const float xd = x[d];
-        const float* column = transposed + d * ld;
-        for (int64_t i = 0; i < n; ++i) dots[i] += xd * column[i];
-    }
-}
-
-inline void axpy(float* __restrict y, float a, const float* __restrict x, int64_t n) {
-    for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
-}
-
-// Out row t of one head; returns its log-sum-exp. `keys_t` is this kv head's [D, T] key copy,
-// `values` its value at position 0; `scores` holds seq floats.
-AXL_ATTENTION_KERNEL
-float attend_query(float* __restrict out, float* __restrict scores, const float* __restrict query,
-                   const float* keys_t, const float* values, int64_t kv_stride,
-                   const int32_t* segment_row, int64_t first, int64_t t, int64_t seq,
-                   int64_t head_dim, float scale) {
-    const int64_t n = t - first + 1;
-    dot_positions(scores, query, keys_t + first, seq, n, head_dim);
-    float max_score = -std::numeric_limits<float>::infinity();
-    for (int64_t i = 0; i < n; ++i) {
-        const bool visible = segment_row == nullptr || segment_row[first + i] == segment_row[t];
-        scores[i] = visible ? scores[i] * scale : -std::numeric_limits<float>::infinity();
-        max_score = std::max(max_score, scores[i]);
-    }
-    // Key t is always visible, so max_score is finite and sum >= 1.
-    float sum = 0.0f;
+// One key tile of the forward online softmax. `scores` [rows, kKeyBlock] holds the scaled
+// scores of queries t0.. against keys s0..; they become the unnormalized probabilities
+// exp(score - row_max), with row_max/row_sum updated and the output rows accumulated so far
+// rescaled to the new max.
+AXL_ATTENTION_TILE_KERNEL
+void online_softmax_tile(float* __restrict scores, int64_t rows, int64_t cols, int64_t t0, int64_t s0,
+                         const int32_t* segment_row, float* __restrict row_max, float* __restrict row_sum,
+                         float* __restrict out, int64_t out_stride, int64_t head_dim) {
+    for (int64_t r = 0; r < rows; ++r) {
+        float* p = scores + r * kKeyBlock;
+        float tile_max = kMinusInfinity;
+        for (int64_t j = 0; j < cols; ++j) {
+            p[j] = visible(segment_row, t0 + r, s0 + j) ? p[j] : kMinusInfinity;
+            tile_max = std::max(tile_max, p[j]);
+        }
+        const float new_max = std::max(row_max[r], tile_max);
+        if (new_max == kMinusInfinity) {  // no key of this row seen yet
+            for (int64_t j = 0; j < cols; ++j) p[j] = 0.0f;
+            continue;
+        }
+        float sum = 0.0f;
 #pragma omp simd reduction(+ : sum)
-    for (int64_t i = 0; i < n; ++i) {
-        scores[i] = exp_softmax(scores[i] - max_score);
-        sum += scores[i];
-    }
-    for (int64_t d = 0; d < head_dim; ++d) out[d] = 0.0f;
-    for (int64_t i = 0; i < n; ++i) {
-        if (scores[i] != 0.0f) axpy(out, scores[i], values + (first + i) * kv_stride, head_dim);
-    }
-    const float inv_sum = 1.0f / sum;
-    for (int64_t d = 0; d < head_dim; ++d) out[d] *= inv_sum;
-    return max_score + std::log(sum);
-}
-
-// dq row t of one head. `p` and `ds` hold seq floats each.
-AXL_ATTENTION_KERNEL
-void query_gradient(float* __restrict dq, float* __restrict p, float* __restrict ds,
-                    const float* query, const float* dout, const float* keys_t, const float* values_t,
-                    const float* keys, int64_t kv_stride, const int32_t* segment_row, int64_t first,
-                    int64_t t, int64_t seq, int64_t head_dim, float scale, float lse, float delta) {
-    const int64_t n = t - first + 1;
-    dot_positions(p, query, keys_t + first, seq, n, head_dim);
-    dot_positions(ds, dout, values_t + first, seq, n, head_dim);
-    for (int64_t i = 0; i < n; ++i) {
-        const bool visible = segment_row == nullptr || segment_row[first + i] == segment_row[t];
-        const float prob = visible ? exp_softmax(p[i] * scale - lse) : 0.0f;
-        ds[i] = prob * (ds[i] - delta);
-    }
-    for (int64_t d = 0; d < head_dim; ++d) dq[d] = 0.0f;
-    for (int64_t i = 0; i < n; ++i) {
-        if (ds[i] != 0.0f) axpy(dq, ds[i], keys + (first + i) * kv_stride, head_dim);
-    }
-    for (int64_t d = 0; d < head_dim; ++d) dq[d] *= scale;
-}
-
-// Adds to dk, dv row s the contributions of one query head, whose queries and output gradients
-// are given from position 0 both as [T, D] rows (`queries`, `douts`, q_stride apart) and as
-// [D, T] copies. `p` and `ds` hold seq floats each.
-AXL_ATTENTION_KERNEL
-void key_value_gradient(float* __restrict dk, float* __restrict dv, float* __restrict p,
-                        float* __restrict ds, const float* key, const float* value,
-                        const float* queries_t, const float* douts_t, const float* queries,
-                        const float* douts, int64_t q_stride, const float* lse, const float* delta,
-                        const int32_t* segment_row, int64_t s, int64_t last, int64_t seq,
-                        int64_t head_dim, float scale) {
-    const int64_t n = last - s + 1;
-    dot_positions(p, key, queries_t + s, seq, n, head_dim);
-    dot_positions(ds, value, douts_t + s, seq, n, head_dim);
-    for (int64_t i = 0; i < n; ++i) {
-        const int64_t t = s + i;
-        const bool visible = segment_row == nullptr || segment_row[t] == segment_row[s];
-        p[i] = visible ? exp_softmax(p[i] * scale - lse[t]) : 0.0f;
-        ds[i] = p[i] * (ds[i] - delta[t]);
-    }
-    for (int64_t i = 0; i < n; ++i) {
-        if (p[i] == 0.0f) continue;
-        axpy(dv, p[i], douts + (s + i) * q_stride, head_dim);
-        axpy(dk, ds[i] * scale, queries + (s + i) * q_stride, head_dim);
+        for (int64_t j = 0; j < cols; ++j) {
+            p[j] = exp_softmax(p[j] - new_max);
+            sum += p[j];
+        }
+        const float correction = exp_softmax(row_max[r] - new_max);
+        if (correction != 1.0f) {
+            float* out_row = out + r * out_stride;
+            for (int64_t d = 0; d < head_dim; ++d) out_row[d] *= correction;
+        }
+        row_sum[r] = row_sum[r] * correction + sum;
+        row_max[r] = new_max;
     }
 }
 
-#undef AXL_ATTENTION_KERNEL
+// One (query tile, key tile) of the backward: `p` [rows, kKeyBlock] holds the scaled scores
+// and becomes the probabilities exp(score - lse_t); `ds` holds dout_t . v_s and becomes
+// p * (dp - delta_t). lse and delta start at query t0.
+AXL_ATTENTION_TILE_KERNEL
+void probabilities_and_score_gradients(float* __restrict p, float* __restrict ds, int64_t rows, int64_t cols,
+                                       int64_t t0, int64_t s0, const int32_t* segment_row,
+                                       const float* __restrict lse, const float* __restrict delta) {
+    for (int64_t r = 0; r < rows; ++r) {
+        float* p_row = p + r * kKeyBlock;
+        float* ds_row = ds + r * kKeyBlock;
+        for (int64_t j = 0; j < cols; ++j) {
+            p_row[j] = visible(segment_row, t0 + r, s0 + j) ? exp_softmax(p_row[j] - lse[r]) : 0.0f;
+            ds_row[j] = p_row[j] * (ds_row[j] - delta[r]);
+        }
+    }
+}
+
+#undef AXL_ATTENTION_TILE_KERNEL
+
+// Shapes and spans shared by the passes.
+struct Problem {
+    int64_t seq, heads, kv_heads;
+    const int32_t* segment;
+    SegmentSpans spans;
+
+    int64_t kv_of(int64_t h) const { return h / (heads / kv_heads); }
+    const int32_t* segment_row(int64_t b) const { return segment ? segment + b * seq : nullptr; }
+    int64_t stat(int64_t b, int64_t h, int64_t t) const { return (b * heads + h) * seq + t; }
+    // The earliest key any query of [t0, t0 + rows) sees, and the latest query any key of
+    // [s0, s0 + rows) is seen by.
+    int64_t first_key(int64_t b, int64_t t0, int64_t rows) const {
+        const auto begin = spans.first.begin() + b * seq + t0;
+        return *std::min_element(begin, begin + rows);
+    }
+    int64_t last_query(int64_t b, int64_t s0, int64_t rows) const {
+        const auto begin = spans.last.begin() + b * seq + s0;
+        return *std::max_element(begin, begin + rows);
+    }
+};
 
 }  // namespace
 
 void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v,
                        const int32_t* segment, int64_t batch, int64_t seq, int64_t heads,
                        int64_t kv_heads, int64_t head_dim, float scale) {
-    const Layout layout{seq, heads, kv_heads, head_dim};
-    const SegmentSpans spans = segment_spans(segment, batch, seq);
-    const std::vector<float> k_t = transpose_heads(k, batch, seq, kv_heads, head_dim);
+    const Problem problem{seq, heads, kv_heads, segment, segment_spans(segment, batch, seq)};
+    const HeadLayout q_layout{seq, heads, head_dim}, kv_layout{seq, kv_heads, head_dim};
+    const int64_t query_blocks = ceil_div(seq, kQueryBlock);
+
 #pragma omp parallel
     {
-        std::vector<float> scores(static_cast<std::size_t>(seq));
-        // Rows get longer with t, so they are dealt out dynamically in short runs.
-#pragma omp for collapse(3) schedule(dynamic, 16)
+        std::vector<float> scores(kQueryBlock * kKeyBlock);
+        std::vector<float> row_max(kQueryBlock), row_sum(kQueryBlock);
+        // Later query blocks see more keys, so blocks are dealt out one at a time.
+#pragma omp for collapse(3) schedule(dynamic)
         for (int64_t b = 0; b < batch; ++b) {
             for (int64_t h = 0; h < heads; ++h) {
-                for (int64_t t = 0; t < seq; ++t) {
-                    const int64_t kv = h / layout.group();
-                    const int64_t row = layout.q_row(b, t, h);
-                    lse[layout.stat(b, h, t)] = attend_query(
-                        out + row, scores.data(), q + row, k_t.data() + layout.kv_transposed(b, kv),
-                        v + layout.kv_row(b, 0, kv), layout.kv_stride(), segment ? segment + b * seq : nullptr,
-                        spans.first[static_cast<std::size_t>(b * seq + t)], t, seq, head_dim, scale);
+                for (int64_t block = 0; block < query_blocks; ++block) {
+                    const int64_t kv = problem.kv_of(h);
+                    const int64_t t0 = block * kQueryBlock;
+                    const int64_t rows = std::min(kQueryBlock, seq - t0);
+                    float* out_rows = out + q_layout.offset(b, t0, h);
+                    for (int64_t r = 0; r < rows; ++r) std::fill_n(out_rows + r * q_layout.stride(), head_dim, 0.0f);
+                    std::fill(row_max.begin(), row_max.end(), kMinusInfinity);
+                    std::fill(row_sum.begin(), row_sum.end(), 0.0f);
+
+                    for (int64_t s0 = problem.first_key(b, t0, rows); s0 < t0 + rows; s0 += kKeyBlock) {
+                        const int64_t cols = std::min(kKeyBlock, t0 + rows - s0);
+                        gemm_serial(scores.data(), kKeyBlock, q_layout.rows(q, b, t0, h),
+                                    kv_layout.columns(k, b, s0, kv), rows, cols, head_dim, scale, 0.0f);
+                        online_softmax_tile(scores.data(), rows, cols, t0, s0, problem.segment_row(b), row_max.data(),
+                                            row_sum.data(), out_rows, q_layout.stride(), head_dim);
+                        gemm_serial(out_rows, q_layout.stride(), {scores.data(), kKeyBlock, 1},
+                                    kv_layout.rows(v, b, s0, kv), rows, head_dim, cols, 1.0f, 1.0f);
+                    }
+                    // Key t is always visible to query t, so every row_sum is >= 1.
+                    for (int64_t r = 0; r < rows; ++r) {
+                        const float inv_sum = 1.0f / row_sum[r];
+                        for (int64_t d = 0; d < head_dim; ++d) out_rows[r * q_layout.stride() + d] *= inv_sum;
+                        lse[problem.stat(b, h, t0 + r)] = row_max[r] + std::log(row_sum[r]);
+                    }
                 }
             }
         }
@@ -237,12 +236,8 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
                         const float* q, const float* k, const float* v, const float* lse,
                         const int32_t* segment, int64_t batch, int64_t seq, int64_t heads,
                         int64_t kv_heads, int64_t head_dim, float scale) {
-    const Layout layout{seq, heads, kv_heads, head_dim};
-    const SegmentSpans spans = segment_spans(segment, batch, seq);
-    const std::vector<float> q_t = transpose_heads(q, batch, seq, heads, head_dim);
-    const std::vector<float> dout_t = transpose_heads(dout, batch, seq, heads, head_dim);
-    const std::vector<float> k_t = transpose_heads(k, batch, seq, kv_heads, head_dim);
-    const std::vector<float> v_t = transpose_heads(v, batch, seq, kv_heads, head_dim);
+    const Problem problem{seq, heads, kv_heads, segment, segment_spans(segment, batch, seq)};
+    const HeadLayout q_layout{seq, heads, head_dim}, kv_layout{seq, kv_heads, head_dim};
 
     // delta_t = dout_t . out_t, laid out like lse.
     std::vector<float> delta(static_cast<std::size_t>(batch * heads * seq));
@@ -250,52 +245,76 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
     for (int64_t b = 0; b < batch; ++b) {
         for (int64_t h = 0; h < heads; ++h) {
             for (int64_t t = 0; t < seq; ++t) {
-                const int64_t row = layout.q_row(b, t, h);
+                const int64_t row = q_layout.offset(b, t, h);
                 double sum = 0.0;
                 for (int64_t d = 0; d < head_dim; ++d) sum += static_cast<double>(dout[row + d]) * out[row + d];
-                delta[static_cast<std::size_t>(layout.stat(b, h, t))] = static_cast<float>(sum);
+                delta[static_cast<std::size_t>(problem.stat(b, h, t))] = static_cast<float>(sum);
             }
         }
     }
 
+    const int64_t query_blocks = ceil_div(seq, kQueryBlock);
+    const int64_t key_blocks = ceil_div(seq, kKeyBlock);
 #pragma omp parallel
     {
-        std::vector<float> p(static_cast<std::size_t>(seq));
-        std::vector<float> ds(static_cast<std::size_t>(seq));
+        std::vector<float> p(kQueryBlock * kKeyBlock), ds(kQueryBlock * kKeyBlock);
 
-#pragma omp for collapse(3) schedule(dynamic, 16)
+        // Pass 1, dq: each query block sums over its visible key tiles.
+#pragma omp for collapse(3) schedule(dynamic) nowait
         for (int64_t b = 0; b < batch; ++b) {
             for (int64_t h = 0; h < heads; ++h) {
-                for (int64_t t = 0; t < seq; ++t) {
-                    const int64_t kv = h / layout.group();
-                    const int64_t row = layout.q_row(b, t, h);
-                    const int64_t stat = layout.stat(b, h, t);
-                    query_gradient(dq + row, p.data(), ds.data(), q + row, dout + row,
-                                   k_t.data() + layout.kv_transposed(b, kv), v_t.data() + layout.kv_transposed(b, kv),
-                                   k + layout.kv_row(b, 0, kv), layout.kv_stride(),
-                                   segment ? segment + b * seq : nullptr,
-                                   spans.first[static_cast<std::size_t>(b * seq + t)], t, seq, head_dim, scale,
-                                   lse[stat], delta[static_cast<std::size_t>(stat)]);
+                for (int64_t block = 0; block < query_blocks; ++block) {
+                    const int64_t kv = problem.kv_of(h);
+                    const int64_t t0 = block * kQueryBlock;
+                    const int64_t rows = std::min(kQueryBlock, seq - t0);
+                    const int64_t stat = problem.stat(b, h, t0);
+                    float* dq_rows = dq + q_layout.offset(b, t0, h);
+                    const int64_t first = problem.first_key(b, t0, rows);
+                    for (int64_t s0 = first; s0 < t0 + rows; s0 += kKeyBlock) {
+                        const int64_t cols = std::min(kKeyBlock, t0 + rows - s0);
+                        gemm_serial(p.data(), kKeyBlock, q_layout.rows(q, b, t0, h), kv_layout.columns(k, b, s0, kv),
+                                    rows, cols, head_dim, scale, 0.0f);
+                        gemm_serial(ds.data(), kKeyBlock, q_layout.rows(dout, b, t0, h),
+                                    kv_layout.columns(v, b, s0, kv), rows, cols, head_dim, 1.0f, 0.0f);
+                        probabilities_and_score_gradients(p.data(), ds.data(), rows, cols, t0, s0,
+                                                          problem.segment_row(b), lse + stat, delta.data() + stat);
+                        gemm_serial(dq_rows, q_layout.stride(), {ds.data(), kKeyBlock, 1}, kv_layout.rows(k, b, s0, kv),
+                                    rows, head_dim, cols, scale, s0 == first ? 0.0f : 1.0f);
+                    }
                 }
             }
         }
 
-#pragma omp for collapse(3) schedule(dynamic, 16)
+        // Pass 2, dk and dv: each key block sums over the query tiles (of every head of its
+        // group) that see it. The tiles are the same query x key tiles as in pass 1, read
+        // transposed by the products.
+#pragma omp for collapse(3) schedule(dynamic)
         for (int64_t b = 0; b < batch; ++b) {
             for (int64_t kv = 0; kv < kv_heads; ++kv) {
-                for (int64_t s = 0; s < seq; ++s) {
-                    const int64_t row = layout.kv_row(b, s, kv);
-                    std::fill(dk + row, dk + row + head_dim, 0.0f);
-                    std::fill(dv + row, dv + row + head_dim, 0.0f);
-                    for (int64_t h = kv * layout.group(); h < (kv + 1) * layout.group(); ++h) {
-                        key_value_gradient(dk + row, dv + row, p.data(), ds.data(), k + row, v + row,
-                                           q_t.data() + layout.q_transposed(b, h),
-                                           dout_t.data() + layout.q_transposed(b, h), q + layout.q_row(b, 0, h),
-                                           dout + layout.q_row(b, 0, h), layout.q_stride(),
-                                           lse + layout.stat(b, h, 0), delta.data() + layout.stat(b, h, 0),
-                                           segment ? segment + b * seq : nullptr, s,
-                                           spans.last[static_cast<std::size_t>(b * seq + s)], seq, head_dim,
-                                           scale);
+                for (int64_t block = 0; block < key_blocks; ++block) {
+                    const int64_t s0 = block * kKeyBlock;
+                    const int64_t cols = std::min(kKeyBlock, seq - s0);
+                    float* dk_rows = dk + kv_layout.offset(b, s0, kv);
+                    float* dv_rows = dv + kv_layout.offset(b, s0, kv);
+                    const int64_t last = problem.last_query(b, s0, cols);
+                    bool first_product = true;
+                    for (int64_t h = kv * (heads / kv_heads); h < (kv + 1) * (heads / kv_heads); ++h) {
+                        for (int64_t t0 = s0; t0 <= last; t0 += kQueryBlock) {
+                            const int64_t rows = std::min(kQueryBlock, last + 1 - t0);
+                            const int64_t stat = problem.stat(b, h, t0);
+                            gemm_serial(p.data(), kKeyBlock, q_layout.rows(q, b, t0, h),
+                                        kv_layout.columns(k, b, s0, kv), rows, cols, head_dim, scale, 0.0f);
+                            gemm_serial(ds.data(), kKeyBlock, q_layout.rows(dout, b, t0, h),
+                                        kv_layout.columns(v, b, s0, kv), rows, cols, head_dim, 1.0f, 0.0f);
+                            probabilities_and_score_gradients(p.data(), ds.data(), rows, cols, t0, s0,
+                                                              problem.segment_row(b), lse + stat, delta.data() + stat);
+                            const float beta = first_product ? 0.0f : 1.0f;
+                            gemm_serial(dv_rows, kv_layout.stride(), {p.data(), 1, kKeyBlock},
+                                        q_layout.rows(dout, b, t0, h), cols, head_dim, rows, 1.0f, beta);
+                            gemm_serial(dk_rows, kv_layout.stride(), {ds.data(), 1, kKeyBlock},
+                                        q_layout.rows(q, b, t0, h), cols, head_dim, rows, scale, beta);
+                            first_product = false;
+                        }
                     }
                 }
             }

@@ -3,6 +3,7 @@
 // against finite differences and against the naive analytic gradient.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <string>
@@ -136,19 +137,27 @@ TEST(CpuAttention, GroupedQueryMatchesNaive) { check_against_naive(Attention(2, 
 
 TEST(CpuAttention, MultiQueryMatchesNaive) { check_against_naive(Attention(1, 10, 4, 1, 8, 3), "mqa"); }
 
-// Long enough for many scheduling chunks per head, with head_dim a multiple of the vector width.
-TEST(CpuAttention, LongerRowsMatchNaive) {
-    std::vector<int32_t> segment(2 * 150);
-    for (int64_t t = 0; t < 150; ++t) {
-        segment[t] = t < 60 ? 0 : t < 61 ? 1 : 2;
-        segment[150 + t] = 5;
+// Several 64 x 64 tiles per head, with segment boundaries inside tiles and across tile edges,
+// so the online softmax rescales across key tiles and skips keys of earlier segments.
+TEST(CpuAttention, MultiTileRowsMatchNaive) {
+    const int64_t seq = 200;
+    std::vector<int32_t> segment(2 * seq);
+    for (int64_t t = 0; t < seq; ++t) {
+        segment[t] = t < 70 ? 0 : t < 71 ? 1 : t < 130 ? 2 : 3;
+        segment[seq + t] = 5;
     }
-    check_against_naive(Attention(2, 150, 4, 2, 32, 4, segment), "long");
+    check_against_naive(Attention(2, seq, 4, 2, 32, 4, segment), "segmented");
+    check_against_naive(Attention(1, seq, 2, 1, 16, 14), "unsegmented");
 }
 
 // Segment ids need not be contiguous: query t sees every earlier key with its id.
 TEST(CpuAttention, InterleavedSegmentsMatchNaive) {
     check_against_naive(Attention(1, 8, 2, 1, 4, 5, {0, 0, 1, 1, 0, 0, 2, 1}), "interleaved");
+    // Segment 0 resumes inside the second query tile, whose first row belongs to segment 1: the
+    // tile must still reach back to keys of the first tile.
+    std::vector<int32_t> segment(140, 0);
+    std::fill(segment.begin() + 64, segment.begin() + 70, 1);
+    check_against_naive(Attention(1, 140, 2, 2, 8, 15, segment), "resumed across tiles");
 }
 
 // A packed row behaves exactly like its sequences run one by one.
