@@ -11,7 +11,6 @@
  * adapter in PEFT's format into ./axl-demo/adapter.
  */
 #include <errno.h>
-#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +19,7 @@
 #include <time.h>
 
 #include "axl.h"
+#include "demo_checkpoint.h"
 
 typedef struct options {
     const char *model_dir;
@@ -40,119 +40,6 @@ static int check(axl_status status, const char *what) {
     if (status == AXL_OK) return 0;
     fprintf(stderr, "error: %s failed (%s): %s\n", what, axl_status_string(status), axl_last_error());
     return 1;
-}
-
-/* ---- The demo: a tiny random Llama checkpoint and a learnable token file ------------------ */
-
-enum { DEMO_VOCAB = 64, DEMO_HIDDEN = 96, DEMO_LAYERS = 2, DEMO_HEADS = 4, DEMO_KV_HEADS = 2,
-       DEMO_INTER = 192 };
-
-typedef struct demo_tensor {
-    char name[96];
-    int64_t rows, cols; /* cols == 0: a vector of `rows` */
-    float init_scale;   /* 0: ones (norm weights) */
-} demo_tensor;
-
-static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
-static float uniform_pm1(void) {
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return (float)((rng_state >> 11) * (1.0 / 9007199254740992.0)) * 2.0f - 1.0f;
-}
-
-static int write_demo_model(const char *dir) {
-    demo_tensor tensors[64];
-    int count = 0;
-    const int head_dim = DEMO_HIDDEN / DEMO_HEADS;
-    const float proj = 1.0f / sqrtf((float)DEMO_HIDDEN);
-#define ADD(n, r, c, s) do { snprintf(tensors[count].name, sizeof tensors[count].name, "%s", n); \
-        tensors[count].rows = (r); tensors[count].cols = (c); tensors[count].init_scale = (s); ++count; } while (0)
-    ADD("model.embed_tokens.weight", DEMO_VOCAB, DEMO_HIDDEN, 0.1f);
-    ADD("model.norm.weight", DEMO_HIDDEN, 0, 0.0f);
-    for (int l = 0; l < DEMO_LAYERS; ++l) {
-        char name[96];
-#define LAYER(suffix, r, c, s) do { snprintf(name, sizeof name, "model.layers.%d.%s", l, suffix); ADD(name, r, c, s); } while (0)
-        LAYER("input_layernorm.weight", DEMO_HIDDEN, 0, 0.0f);
-        LAYER("post_attention_layernorm.weight", DEMO_HIDDEN, 0, 0.0f);
-        LAYER("self_attn.q_proj.weight", DEMO_HEADS * head_dim, DEMO_HIDDEN, proj);
-        LAYER("self_attn.k_proj.weight", DEMO_KV_HEADS * head_dim, DEMO_HIDDEN, proj);
-        LAYER("self_attn.v_proj.weight", DEMO_KV_HEADS * head_dim, DEMO_HIDDEN, proj);
-        LAYER("self_attn.o_proj.weight", DEMO_HIDDEN, DEMO_HEADS * head_dim, proj);
-        LAYER("mlp.gate_proj.weight", DEMO_INTER, DEMO_HIDDEN, proj);
-        LAYER("mlp.up_proj.weight", DEMO_INTER, DEMO_HIDDEN, proj);
-        LAYER("mlp.down_proj.weight", DEMO_HIDDEN, DEMO_INTER, 1.0f / sqrtf((float)DEMO_INTER));
-#undef LAYER
-    }
-#undef ADD
-
-    /* safetensors: u64 header length, JSON header, then the f32 data back to back. */
-    char header[16384];
-    size_t len = 0;
-    uint64_t offset = 0;
-    len += (size_t)snprintf(header + len, sizeof header - len, "{");
-    for (int i = 0; i < count; ++i) {
-        uint64_t elems = (uint64_t)tensors[i].rows * (uint64_t)(tensors[i].cols ? tensors[i].cols : 1);
-        if (tensors[i].cols)
-            len += (size_t)snprintf(header + len, sizeof header - len,
-                                    "%s\"%s\":{\"dtype\":\"F32\",\"shape\":[%lld,%lld],\"data_offsets\":[%llu,%llu]}",
-                                    i ? "," : "", tensors[i].name, (long long)tensors[i].rows,
-                                    (long long)tensors[i].cols, (unsigned long long)offset,
-                                    (unsigned long long)(offset + elems * 4));
-        else
-            len += (size_t)snprintf(header + len, sizeof header - len,
-                                    "%s\"%s\":{\"dtype\":\"F32\",\"shape\":[%lld],\"data_offsets\":[%llu,%llu]}",
-                                    i ? "," : "", tensors[i].name, (long long)tensors[i].rows,
-                                    (unsigned long long)offset, (unsigned long long)(offset + elems * 4));
-        offset += elems * 4;
-    }
-    len += (size_t)snprintf(header + len, sizeof header - len, "}");
-    while (len % 8) header[len++] = ' ';
-
-    char path[512];
-    snprintf(path, sizeof path, "%s/model.safetensors", dir);
-    FILE *f = fopen(path, "wb");
-    if (!f) { fprintf(stderr, "error: cannot write %s: %s\n", path, strerror(errno)); return 1; }
-    uint64_t header_len = len;
-    fwrite(&header_len, 8, 1, f);
-    fwrite(header, 1, len, f);
-    for (int i = 0; i < count; ++i) {
-        int64_t elems = tensors[i].rows * (tensors[i].cols ? tensors[i].cols : 1);
-        for (int64_t e = 0; e < elems; ++e) {
-            float v = tensors[i].init_scale == 0.0f ? 1.0f : tensors[i].init_scale * uniform_pm1();
-            fwrite(&v, 4, 1, f);
-        }
-    }
-    if (fclose(f) != 0) { fprintf(stderr, "error: writing %s failed\n", path); return 1; }
-
-    snprintf(path, sizeof path, "%s/config.json", dir);
-    f = fopen(path, "w");
-    if (!f) { fprintf(stderr, "error: cannot write %s: %s\n", path, strerror(errno)); return 1; }
-    fprintf(f, "{\n  \"architectures\": [\"LlamaForCausalLM\"],\n  \"model_type\": \"llama\",\n"
-               "  \"vocab_size\": %d,\n  \"hidden_size\": %d,\n  \"intermediate_size\": %d,\n"
-               "  \"num_hidden_layers\": %d,\n  \"num_attention_heads\": %d,\n"
-               "  \"num_key_value_heads\": %d,\n  \"max_position_embeddings\": 256,\n"
-               "  \"rms_norm_eps\": 1e-05,\n  \"rope_theta\": 10000.0,\n"
-               "  \"tie_word_embeddings\": true,\n  \"hidden_act\": \"silu\",\n"
-               "  \"torch_dtype\": \"float32\"\n}\n",
-            DEMO_VOCAB, DEMO_HIDDEN, DEMO_INTER, DEMO_LAYERS, DEMO_HEADS, DEMO_KV_HEADS);
-    return fclose(f) != 0;
-}
-
-/* Arithmetic sequences modulo the vocabulary: each window of 32 tokens starts anywhere and
- * steps by 1, 2 or 3, so after two tokens the rest is predictable from context. */
-static int write_demo_tokens(const char *path, int32_t windows, int32_t window_len) {
-    FILE *f = fopen(path, "wb");
-    if (!f) { fprintf(stderr, "error: cannot write %s: %s\n", path, strerror(errno)); return 1; }
-    for (int32_t w = 0; w < windows; ++w) {
-        int32_t token = (int32_t)((uniform_pm1() + 1.0f) * 0.5f * DEMO_VOCAB) % DEMO_VOCAB;
-        int32_t step = 1 + w % 3;
-        for (int32_t t = 0; t < window_len; ++t) {
-            fwrite(&token, 4, 1, f);
-            token = (token + step) % DEMO_VOCAB;
-        }
-    }
-    return fclose(f) != 0;
 }
 
 /* ---- Training ----------------------------------------------------------------------------- */
@@ -327,7 +214,9 @@ int main(int argc, char **argv) {
             return 1;
         }
         printf("demo: writing a small random Llama model and arithmetic-sequence data to %s/\n", dir);
-        if (write_demo_model(dir) || write_demo_tokens("axl-demo/tokens.bin", 512, 32)) return 1;
+        demo_rng rng = {DEMO_RNG_SEED};
+        if (demo_write_model(dir, &rng) || demo_write_tokens("axl-demo/tokens.bin", 512, 32, &rng))
+            return 1;
         o.model_dir = dir;
         o.tokens_file = "axl-demo/tokens.bin";
         o.out_dir = "axl-demo/adapter";
