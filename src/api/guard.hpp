@@ -2,6 +2,8 @@
 // C++ exception into a status code and records the message for the thread and the handle.
 #pragma once
 
+#include <omp.h>
+
 #include <cstring>
 #include <new>
 #include <string>
@@ -15,8 +17,22 @@ namespace axl {
 axl_status record_failure(ErrorSlot* slot, axl_status code, const char* function,
                           const char* message) noexcept;
 
+// Restores the calling thread's OpenMP thread count on the way out: Context::enter_thread
+// sets it for axl's parallel regions, and the host application's own setting must survive.
+class HostThreadCountGuard {
+public:
+    HostThreadCountGuard() noexcept : saved_(omp_get_max_threads()) {}
+    ~HostThreadCountGuard() {
+        if (omp_get_max_threads() != saved_) omp_set_num_threads(saved_);
+    }
+
+private:
+    int saved_;
+};
+
 template <typename Body>
 axl_status guarded(ErrorSlot* slot, const char* function, Body&& body) noexcept {
+    HostThreadCountGuard thread_count_guard;
     try {
         body();
         return AXL_OK;

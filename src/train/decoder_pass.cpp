@@ -163,7 +163,12 @@ double train_loss_sum_and_backward(const Model& model, LoraAdapter& lora,
         }
         std::swap(dx, dy);
     }
-    report(&options, AXL_STAGE_BACKWARD, num_layers, num_layers);
+    // The step is complete: the last report informs but can no longer cancel.
+    if (options.progress_fn != nullptr) {
+        axl_progress done{sizeof(axl_progress), AXL_STAGE_BACKWARD, num_layers, num_layers,
+                          "decoder layer"};
+        options.progress_fn(options.progress_user_data, &done);
+    }
     return loss_sum;
 }
 
