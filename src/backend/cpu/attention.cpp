@@ -23,6 +23,7 @@
 
 #include "backend/cpu/gemm.hpp"
 #include "backend/cpu/ops.hpp"
+#include "backend/cpu/vector_clones.hpp"
 
 namespace axl::cpu {
 namespace {
@@ -104,16 +105,14 @@ inline bool visible(const int32_t* segment_row, int64_t t, int64_t s) {
     return s <= t && (segment_row == nullptr || segment_row[s] == segment_row[t]);
 }
 
-// The tile loops below touch every score; the clones let GCC vectorize them (exponentials
-// included) with the widest instructions the machine has.
-#define AXL_ATTENTION_TILE_KERNEL \
-    __attribute__((target_clones("avx512f", "avx2,fma", "default"), optimize("fp-contract=fast")))
+// The two tile loops below touch every score, so they are built per vector instruction set
+// (vector_clones.hpp), exponentials included.
 
 // One key tile of the forward online softmax. `scores` [rows, kKeyBlock] holds the scaled
 // scores of queries t0.. against keys s0..; they become the unnormalized probabilities
 // exp(score - row_max), with row_max/row_sum updated and the output rows accumulated so far
 // rescaled to the new max.
-AXL_ATTENTION_TILE_KERNEL
+AXL_VECTOR_CLONES
 void online_softmax_tile(float* __restrict scores, int64_t rows, int64_t cols, int64_t t0, int64_t s0,
                          const int32_t* segment_row, float* __restrict row_max, float* __restrict row_sum,
                          float* __restrict out, int64_t out_stride, int64_t head_dim) {
@@ -148,7 +147,7 @@ void online_softmax_tile(float* __restrict scores, int64_t rows, int64_t cols, i
 // One (query tile, key tile) of the backward: `p` [rows, kKeyBlock] holds the scaled scores
 // and becomes the probabilities exp(score - lse_t); `ds` holds dout_t . v_s and becomes
 // p * (dp - delta_t). lse and delta start at query t0.
-AXL_ATTENTION_TILE_KERNEL
+AXL_VECTOR_CLONES
 void probabilities_and_score_gradients(float* __restrict p, float* __restrict ds, int64_t rows, int64_t cols,
                                        int64_t t0, int64_t s0, const int32_t* segment_row,
                                        const float* __restrict lse, const float* __restrict delta) {
@@ -161,8 +160,6 @@ void probabilities_and_score_gradients(float* __restrict p, float* __restrict ds
         }
     }
 }
-
-#undef AXL_ATTENTION_TILE_KERNEL
 
 // Shapes and spans shared by the passes.
 struct Problem {

@@ -17,6 +17,7 @@
 
 #include "backend/cpu/gemm.hpp"
 #include "backend/cpu/ops.hpp"
+#include "backend/cpu/vector_clones.hpp"
 
 namespace axl::cpu {
 namespace {
@@ -101,9 +102,8 @@ void pack_b_panel(float* dst, const MatrixView& b, int64_t depth0, int64_t depth
 }
 
 // tile = A panel x B panel over `depth`. Written as plain loops that GCC turns into one
-// broadcast and kNr/width fused multiply-adds per row; the clones pick the vector width at load
-// time, and fp-contract lets GCC fuse the multiply and add (ISO C++ mode turns that off).
-__attribute__((target_clones("avx512f", "avx2,fma", "default"), optimize("fp-contract=fast")))
+// broadcast and kNr / (vector width) fused multiply-adds per row of the tile.
+AXL_VECTOR_CLONES
 void multiply_panels(float* __restrict tile, const float* __restrict a_panel,
                      const float* __restrict b_panel, int64_t depth) {
     float acc[kMr * kNr] = {};
