@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <omp.h>
 
+#include <algorithm>
 #include <vector>
 
 #include "backend/cpu/ops.hpp"
