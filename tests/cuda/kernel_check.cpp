@@ -465,6 +465,82 @@ void check_swiglu(Env& env) {
     check.finish(ms, bandwidth(5.0 * n * sizeof(T), ms));
 }
 
+// ---- elementwise --------------------------------------------------------------------------
+
+template <typename T>
+void check_elementwise(Env& env) {
+    const int64_t rows = 4096, cols = 4096, n = rows * cols;
+    const auto y = round_to_bf16(env.random.uniform(n, -2.0f, 2.0f));
+    const auto x = round_to_bf16(env.random.uniform(n, -2.0f, 2.0f));
+    const auto bias = env.random.uniform(cols, -1.0f, 1.0f);
+    const float s = 0.7f;
+    // One f32 operation per element: exact in f32, one rounding in bf16.
+    const Tolerance one_op = std::is_same_v<T, float> ? Tolerance{0.0, 0.0} : Tolerance{0.0, kBf16Unit};
+    {
+        std::vector<float> ref = y;
+        axl::cpu::add_inplace(ref.data(), x.data(), n);
+        if (!std::is_same_v<T, float>) ref = round_to_bf16(ref);  // the device holds y + x as T
+        axl::cpu::scale_inplace(ref.data(), s, n);
+        auto d_y = upload<T>(env, y);
+        auto d_x = upload<T>(env, x);
+        axl::cuda::add_inplace(d_y.get(), d_x.get(), n, env.stream());
+        axl::cuda::scale_inplace(d_y.get(), s, n, env.stream());
+        OpCheck check(std::string("add_inplace + scale_inplace ") + Elem<T>::name());
+        check.add(ref, download(env, d_y), one_op);
+        const double ms = time_ms(env, [&] { axl::cuda::add_inplace(d_y.get(), d_x.get(), n, env.stream()); });
+        check.finish(ms, bandwidth(3.0 * n * sizeof(T), ms));
+    }
+    {
+        std::vector<float> ref = y;
+        axl::cpu::add_bias_forward(ref.data(), bias.data(), rows, cols);
+        auto d_y = upload<T>(env, y);
+        auto d_bias = upload<float>(env, bias);
+        axl::cuda::add_bias_forward(d_y.get(), d_bias.get(), rows, cols, env.stream());
+        OpCheck check(std::string("add_bias_forward ") + Elem<T>::name());
+        check.add(ref, download(env, d_y), one_op);
+        check.finish();
+    }
+    {
+        const auto dbias_start = env.random.uniform(cols, -1.0f, 1.0f);
+        std::vector<float> dbias = dbias_start;
+        axl::cpu::add_bias_backward(dbias.data(), x.data(), rows, cols);
+        auto d_dout = upload<T>(env, x);
+        auto d_dbias = upload<float>(env, dbias_start);
+        axl::cuda::add_bias_backward(d_dbias.get(), d_dout.get(), rows, cols, env.stream());
+        OpCheck check(std::string("add_bias_backward ") + Elem<T>::name());
+        // f32 column sums of 4096 rows against the CPU's double sums.
+        check.add(dbias, download(env, d_dbias), {1e-5 * max_abs_value(dbias), 1e-5});
+        const double ms = time_ms(env, [&] {
+            axl::cuda::add_bias_backward(d_dbias.get(), d_dout.get(), rows, cols, env.stream());
+        });
+        check.finish(ms, bandwidth(1.0 * n * sizeof(T), ms));
+    }
+}
+
+void check_sum_squares(Env& env) {
+    const int64_t n = 29 * 1000 * 1000 + 3;
+    const auto x = env.random.uniform(n, -1.0f, 1.0f);
+    const double ref = axl::cpu::sum_squares(x.data(), n);
+    auto d_x = upload<float>(env, x);
+    auto d_scratch = poisoned<double>(env, axl::cuda::sum_squares_scratch_doubles());
+    auto d_result = poisoned<double>(env, 1);
+    axl::cuda::sum_squares(d_result.get(), d_x.get(), n, d_scratch.get(), env.stream());
+    double got = 0.0;
+    AXL_CUDA_CHECK(cudaMemcpyAsync(&got, d_result.get(), sizeof got, cudaMemcpyDeviceToHost, env.stream()));
+    env.device.synchronize();
+    OpCheck check("sum_squares f32 -> f64");
+    // Exact squares, double sums in another order: relative error near 1e-15.
+    check.add({static_cast<float>(ref)}, {static_cast<float>(got)}, {0.0, 1e-6});
+    const double relative = std::fabs(got - ref) / ref;
+    if (relative > 1e-12) {
+        check.row.comparison.failures += 1;
+        std::printf("  sum_squares relative error %.3g in double\n", relative);
+    }
+    const double ms =
+        time_ms(env, [&] { axl::cuda::sum_squares(d_result.get(), d_x.get(), n, d_scratch.get(), env.stream()); });
+    check.finish(ms, bandwidth(4.0 * n, ms));
+}
+
 // ---- cross-entropy ------------------------------------------------------------------------
 
 std::vector<int32_t> random_targets(Random& random, int64_t rows, int64_t vocab, int64_t* counted) {
@@ -916,6 +992,18 @@ void check_runtime(Env& env) {
     } catch (const axl::Error& e) {
         expect(e.code() == AXL_ERR_UNSUPPORTED, "unsupported head_dim is AXL_ERR_UNSUPPORTED");
     }
+    {
+        cudaStream_t caller_stream = nullptr;
+        AXL_CUDA_CHECK(cudaStreamCreate(&caller_stream));
+        {
+            axl::cuda::Device on_caller_stream(env.device.index(), caller_stream);
+            expect(on_caller_stream.stream() == caller_stream && !on_caller_stream.owns_stream(),
+                   "a caller's stream is used as it is");
+        }
+        expect(cudaStreamQuery(caller_stream) != cudaErrorInvalidResourceHandle, "a caller's stream is not destroyed");
+        AXL_CUDA_CHECK(cudaStreamDestroy(caller_stream));
+        env.device.make_current();
+    }
     try {
         axl::cuda::Device missing(axl::cuda::device_count(), nullptr);
         expect(false, "a missing device was accepted");
@@ -979,6 +1067,9 @@ int main() {
         check_rope<bf16>(env);
         check_swiglu<float>(env);
         check_swiglu<bf16>(env);
+        check_elementwise<float>(env);
+        check_elementwise<bf16>(env);
+        check_sum_squares(env);
         check_cross_entropy<float, float>(env);
         check_cross_entropy<bf16, bf16>(env);
         check_cross_entropy<float, bf16>(env);

@@ -4,10 +4,11 @@
 // the shapes they rely on (Error(AXL_ERR_UNSUPPORTED) or AXL_ERR_SHAPE naming the op) and check
 // the launch; they never synchronize. Pointers are device pointers.
 //
-// Precision, per op (bf16 = __nv_bfloat16; all arithmetic inside the kernels is f32):
-//   - activations of the elementwise/row ops (embedding, rmsnorm, rope, swiglu) and of
-//     attention, and logits: f32 or bf16 overloads. bf16 halves the bytes these memory-bound
-//     ops move and is what the bf16 GEMMs read and write; f32 matches the CPU reference.
+// Precision, per op (bf16 = __nv_bfloat16; arithmetic inside the kernels is f32 unless stated):
+//   - activations of the elementwise/row ops (embedding, rmsnorm, rope, swiglu, add, scale,
+//     bias) and of attention, and logits: f32 or bf16 overloads. bf16 halves the bytes these
+//     memory-bound ops move and is what the bf16 GEMMs read and write; f32 matches the CPU
+//     reference. Biases, their gradients and sums of squares (gradient clipping) are f32/f64.
 //   - statistics saved for backward (rmsnorm rstd, attention lse), norm weights, rotary
 //     tables, per-row losses: f32 always, as in the CPU reference (small, precision-critical).
 //   - AdamW: f32 parameters, gradients and moments (the trainable LoRA weights are f32
@@ -98,6 +99,22 @@ void swiglu_backward(float* dgate, float* dup, const float* dout, const float* g
                      cudaStream_t stream);
 void swiglu_backward(bf16* dgate, bf16* dup, const bf16* dout, const bf16* gate, const bf16* up, int64_t n,
                      cudaStream_t stream);
+
+// ---- kernels/elementwise.cu ---------------------------------------------------------------
+void add_inplace(float* y, const float* x, int64_t n, cudaStream_t stream);  // y += x
+void add_inplace(bf16* y, const bf16* x, int64_t n, cudaStream_t stream);
+void scale_inplace(float* y, float s, int64_t n, cudaStream_t stream);      // y *= s
+void scale_inplace(bf16* y, float s, int64_t n, cudaStream_t stream);
+// *result (device) = sum of x^2 in double, deterministic; `scratch` holds
+// sum_squares_scratch_doubles() doubles.
+size_t sum_squares_scratch_doubles();
+void sum_squares(double* result, const float* x, int64_t n, double* scratch, cudaStream_t stream);
+// y [rows, cols] += bias [cols] per row; the backward accumulates (+=) the column sums of dout
+// into dbias, deterministically.
+void add_bias_forward(float* y, const float* bias, int64_t rows, int64_t cols, cudaStream_t stream);
+void add_bias_forward(bf16* y, const float* bias, int64_t rows, int64_t cols, cudaStream_t stream);
+void add_bias_backward(float* dbias, const float* dout, int64_t rows, int64_t cols, cudaStream_t stream);
+void add_bias_backward(float* dbias, const bf16* dout, int64_t rows, int64_t cols, cudaStream_t stream);
 
 // ---- kernels/cross_entropy.cu -------------------------------------------------------------
 // cpu::cross_entropy_forward_backward over one chunk of logits [rows, vocab], except that the
