@@ -65,6 +65,13 @@ protected:
 
         ctx_ = make_context();
         ASSERT_NE(ctx_, nullptr) << axl_last_error();
+        static bool backend_reported = false;
+        int32_t backend = 0;
+        if (!backend_reported && axl_context_backend(ctx_.get(), &backend) == AXL_OK) {
+            std::cout << "oracle: running on the " << (backend == AXL_BACKEND_CUDA ? "CUDA" : "CPU")
+                      << " backend (AXL_TEST_BACKEND=cpu|cuda picks one)\n";
+            backend_reported = true;
+        }
         axl_model* model = nullptr;
         AXL_ASSERT_OK(axl_model_load(ctx_.get(), arch_dir_.c_str(), nullptr, &model));
         model_.reset(model);
