@@ -90,9 +90,15 @@ cmake -S "$root" -B "$root/build" -DCMAKE_BUILD_TYPE=Release -DAXL_BUILD_TESTS=O
 cmake --build "$root/build" -j"$jobs"
 end_phase ok
 
+# A failing test phase does not stop the sanitizer pass; the script still exits nonzero.
+failed=0
 begin_phase test
-(cd "$root/build" && ctest --output-on-failure --no-tests=error -j"$jobs")
-end_phase ok
+if (cd "$root/build" && ctest --output-on-failure --no-tests=error -j"$jobs"); then
+  end_phase ok
+else
+  end_phase FAILED
+  failed=1
+fi
 
 if [ "$sanitize" = 1 ]; then
   begin_phase sanitize
@@ -100,9 +106,14 @@ if [ "$sanitize" = 1 ]; then
   cmake -S "$root" -B "$root/build-asan" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DAXL_SANITIZE=ON -DAXL_BUILD_TESTS=ON \
     -DAXL_ORACLE_PYTHON= -DAXL_ORACLE_DATA="$root/build/tests/oracle_data" ${AXL_CMAKE_ARGS:-} >/dev/null
   cmake --build "$root/build-asan" -j"$jobs"
-  (cd "$root/build-asan" &&
-    ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}" \
-    UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}" \
-    ctest --output-on-failure --no-tests=error -j"$jobs" -L "${AXL_SANITIZE_LABELS:-unit|api|oracle}")
-  end_phase ok
+  if (cd "$root/build-asan" &&
+      ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}" \
+      UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}" \
+      ctest --output-on-failure --no-tests=error -j"$jobs" -L "${AXL_SANITIZE_LABELS:-unit|api|oracle}"); then
+    end_phase ok
+  else
+    end_phase FAILED
+    failed=1
+  fi
 fi
+exit "$failed"
