@@ -41,3 +41,9 @@ set_target_properties(axl_engine PROPERTIES
   CUDA_RUNTIME_LIBRARY Static)
 
 message(STATUS "axl: CUDA backend ON (nvcc ${CMAKE_CUDA_COMPILER_VERSION}, architectures ${CMAKE_CUDA_ARCHITECTURES})")
+
+# axl-bench (bench/axl_bench.cpp): LoRA training steps on synthetic Llama shapes; a program run
+# by hand (scripts/bench.sh), not a test. Linked to the engine's objects to build models in memory.
+add_executable(axl_bench ${PROJECT_SOURCE_DIR}/bench/axl_bench.cpp $<TARGET_OBJECTS:axl_engine>)
+target_link_libraries(axl_bench PRIVATE axl_engine)
+set_target_properties(axl_bench PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${PROJECT_BINARY_DIR}/bench)

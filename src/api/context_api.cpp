@@ -71,6 +71,8 @@ AXL_API axl_status axl_context_memory_stats(const axl_context* ctx, axl_memory_s
         value.struct_size = sizeof value;
         value.host_current_bytes = ctx->impl->host_allocator()->current_bytes();
         value.host_peak_bytes = ctx->impl->host_allocator()->peak_bytes();
+        value.device_current_bytes = ctx->impl->device_current_bytes();
+        value.device_peak_bytes = ctx->impl->device_peak_bytes();
         write_struct(stats, value, "stats");
     });
 }
@@ -79,6 +81,7 @@ AXL_API axl_status axl_context_reset_peak_memory(axl_context* ctx) {
     return guarded(slot_of(ctx), "axl_context_reset_peak_memory", [&] {
         require_arg(ctx, "ctx");
         ctx->impl->host_allocator()->reset_peak();
+        ctx->impl->reset_device_peak();
     });
 }
 

@@ -8,6 +8,9 @@
 #include "optim/grad_clip.hpp"
 #include "train/batch.hpp"
 #include "train/decoder_pass.hpp"
+#ifdef AXL_HAVE_CUDA
+#include "backend/cuda/device_trainer.hpp"
+#endif
 
 namespace axl {
 
@@ -50,10 +53,18 @@ Optimizer::Update Optimizer::apply(float grad_scale) {
 }
 
 Trainer::Trainer(std::shared_ptr<Optimizer> optimizer, const TrainerSettings& settings)
-    : optimizer_(std::move(optimizer)), settings_(settings) {}
+    : optimizer_(std::move(optimizer)), settings_(settings) {
+#ifdef AXL_HAVE_CUDA
+    if (optimizer_->adapter()->model->context->backend() == AXL_BACKEND_CUDA)
+        device_ = std::make_shared<cuda::DeviceTrainer>(*optimizer_->adapter());
+#endif
+}
 
 void Trainer::discard_gradients() {
     optimizer_->adapter()->zero_gradients();
+#ifdef AXL_HAVE_CUDA
+    if (device_ != nullptr) device_->zero_gradients();
+#endif
     micro_batches_in_window_ = 0;
     tokens_in_window_ = 0;
 }
@@ -65,6 +76,14 @@ StepOutcome Trainer::step(const axl_batch& batch) {
 
     // A failure part-way through backward must not leave half a micro-batch in the gradients.
     std::vector<Tensor> grads = adapter.gradients();
+#ifdef AXL_HAVE_CUDA
+    if (device_ != nullptr) {
+        if (micro_batches_in_window_ == 0)
+            device_->zero_gradients();
+        else
+            device_->save_gradients();
+    } else
+#endif
     if (micro_batches_in_window_ == 0) {
         adapter.zero_gradients();
         gradient_backup_.clear();
@@ -78,6 +97,15 @@ StepOutcome Trainer::step(const axl_batch& batch) {
         }
     }
     auto restore = [&] {
+#ifdef AXL_HAVE_CUDA
+        if (device_ != nullptr) {
+            if (micro_batches_in_window_ == 0)
+                device_->zero_gradients();
+            else
+                device_->restore_gradients();
+            return;
+        }
+#endif
         if (micro_batches_in_window_ == 0) {
             adapter.zero_gradients();
             return;
@@ -94,7 +122,12 @@ StepOutcome Trainer::step(const axl_batch& batch) {
 
     double loss_sum;
     try {
-        loss_sum = train_loss_sum_and_backward(model, adapter, prepared, options);
+#ifdef AXL_HAVE_CUDA
+        if (device_ != nullptr)
+            loss_sum = device_->train_loss_sum_and_backward(adapter, prepared, options);
+        else
+#endif
+            loss_sum = train_loss_sum_and_backward(model, adapter, prepared, options);
     } catch (...) {
         restore();
         throw;
@@ -115,7 +148,12 @@ StepOutcome Trainer::step(const axl_batch& batch) {
     if (micro_batches_in_window_ >= settings_.grad_accum_steps) {
         float scale = tokens_in_window_ > 0 ? 1.0f / static_cast<float>(tokens_in_window_) : 0.0f;
         try {
+#ifdef AXL_HAVE_CUDA
+            Optimizer::Update update =
+                device_ != nullptr ? device_->apply(*optimizer_, scale) : optimizer_->apply(scale);
+#else
             Optimizer::Update update = optimizer_->apply(scale);
+#endif
             outcome.grad_norm = update.grad_norm;
             outcome.lr = update.lr;
             outcome.updated = true;

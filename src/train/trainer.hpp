@@ -14,6 +14,10 @@
 
 namespace axl {
 
+namespace cuda {
+class DeviceTrainer;
+}
+
 struct OptimizerSettings {
     AdamWConfig adamw;
     ScheduleConfig schedule;  // holds the peak learning rate
@@ -40,6 +44,8 @@ public:
         double lr;
     };
     Update apply(float grad_scale);
+    // Counts an update that a CUDA trainer applied on the device (cuda::DeviceTrainer::apply).
+    void count_device_update() { ++steps_taken_; }
 
 private:
     std::shared_ptr<LoraAdapter> adapter_;
@@ -79,6 +85,8 @@ private:
     int64_t tokens_in_window_ = 0;
     uint64_t micro_batches_seen_ = 0;
     std::vector<Tensor> gradient_backup_;
+    // Set when the model is on a CUDA context: the pass, the gradients and the update run there.
+    std::shared_ptr<cuda::DeviceTrainer> device_;
 };
 
 }  // namespace axl

@@ -140,6 +140,10 @@ void linear_cross_entropy(BlasLt& blas, float* row_loss, bf16* dhidden, const bf
                           const int32_t* targets, int64_t rows, int64_t dim, int64_t vocab, float grad_scale,
                           float* logits_scratch, bf16* dlogits_scratch, int64_t chunk_rows);
 
+// ---- kernels/convert.cu -------------------------------------------------------------------
+// out[i] = bf16(in[i]), round to nearest even (the f32 LoRA masters to their GEMM copies).
+void convert(bf16* out, const float* in, int64_t n, cudaStream_t stream);
+
 // ---- kernels/adamw.cu ---------------------------------------------------------------------
 // optim/adamw.cpp's step on many tensors in few launches. The f32 coefficients are those the
 // CPU step derives (in double) from the config, the step count t and lr.
