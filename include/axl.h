@@ -208,7 +208,18 @@ AXL_API axl_status AXL_CALL axl_context_reset_peak_memory(axl_context *ctx);
 /* ------------------------------------------------------------------------------------------ */
 
 /** How the frozen base weights are stored. Created empty (AXL_QUANT_NONE: weights kept in the
- *  checkpoint's dtype), configured with setters, read during axl_model_load only. */
+ *  checkpoint's dtype), configured with setters, read during axl_model_load only.
+ *
+ *  With a format set, axl_model_load quantizes the decoder's linear weights of a float
+ *  checkpoint (f32/bf16/f16) one tensor at a time; the embeddings, the LM head and the norms stay
+ *  in full precision. A checkpoint that transformers saved already quantized (bitsandbytes 4-bit
+ *  or 8-bit, fine-grained fp8) is loaded as it is stored, with a config left at AXL_QUANT_NONE or
+ *  naming the checkpoint's own format. Each format is bit-compatible with the library it comes
+ *  from (docs/quantization.md). The setters reject settings that contradict each other
+ *  (AXL_ERR_INVALID_ARGUMENT naming both); axl_model_load checks the rest against the model: a
+ *  format other than the one a quantized checkpoint carries (AXL_ERR_INVALID_ARGUMENT) and a weight
+ *  whose rows do not split into whole blocks (AXL_ERR_SHAPE, naming the tensor), before anything
+ *  is quantized. */
 typedef struct axl_quant_config axl_quant_config;
 
 #define AXL_QUANT_NONE       0  /**< Keep the checkpoint dtype (f32/bf16/f16).              */
@@ -225,15 +236,34 @@ AXL_API axl_status AXL_CALL axl_quant_config_create(axl_quant_config **out);
 AXL_API void AXL_CALL axl_quant_config_destroy(axl_quant_config *config);
 /** Message of the last failure of a call on this config, or "". */
 AXL_API const char *AXL_CALL axl_quant_config_last_error(const axl_quant_config *config);
-/** Selects the format (AXL_QUANT_*). A format this build cannot produce: AXL_ERR_UNSUPPORTED. */
+/** Selects the format (AXL_QUANT_*). A format this build cannot produce: AXL_ERR_UNSUPPORTED.
+ *  A block size or double quantization already set that the format cannot take:
+ *  AXL_ERR_INVALID_ARGUMENT (the config is left as it was). AXL_QUANT_MXFP4 quantizes MoE expert
+ *  weights only, so loading a dense model with it fails with AXL_ERR_UNSUPPORTED. */
 AXL_API axl_status AXL_CALL axl_quant_config_set_format(axl_quant_config *config, int32_t format);
-/** Block/group size; 0 selects the format's default. Validated against the format. */
+/** Block/group size; 0 selects the format's default (nf4/fp4 64, int4 128, nvfp4 16,
+ *  mxfp4 32). nf4/fp4 take 32..4096 (powers of two), int4 32/64/128/256, nvfp4 and mxfp4 only
+ *  their default; int8 row/channel and fp8 keep one scale per row and take only 0. A size the
+ *  format set cannot take: AXL_ERR_INVALID_ARGUMENT. */
 AXL_API axl_status AXL_CALL axl_quant_config_set_block_size(axl_quant_config *config, int32_t block_size);
-/** Double quantization of the block statistics (nf4/fp4 only). */
+/** Double quantization of the block statistics (bitsandbytes compress_statistics; nf4/fp4
+ *  only: enabling it with another format set is AXL_ERR_INVALID_ARGUMENT). */
 AXL_API axl_status AXL_CALL axl_quant_config_set_double_quant(axl_quant_config *config, int32_t enabled);
 /** Keeps modules whose name contains `module_name` in full precision (embeddings, LM head and
  *  norms always are). The string is copied. */
 AXL_API axl_status AXL_CALL axl_quant_config_add_skip_module(axl_quant_config *config, const char *module_name);
+
+/** Weight dtypes for axl_quant_config_set_weight_dtype. */
+#define AXL_WEIGHT_DTYPE_AUTO 0  /**< Each tensor's checkpoint dtype (default).               */
+#define AXL_WEIGHT_DTYPE_F32  1
+#define AXL_WEIGHT_DTYPE_BF16 2
+#define AXL_WEIGHT_DTYPE_F16  3
+
+/** The dtype weights are rounded through before they are quantized, as if the model had been
+ *  loaded in it first (transformers' `dtype=` at from_pretrained): torchao computes its scales in
+ *  that dtype and bitsandbytes records it. AXL_WEIGHT_DTYPE_* ; another value:
+ *  AXL_ERR_INVALID_ARGUMENT. */
+AXL_API axl_status AXL_CALL axl_quant_config_set_weight_dtype(axl_quant_config *config, int32_t dtype);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Model                                                                                      */
@@ -254,7 +284,12 @@ AXL_API axl_status AXL_CALL axl_model_options_init(axl_model_options *opts, size
 
 /** Loads a Hugging Face model directory (config.json + model.safetensors, or sharded through
  *  model.safetensors.index.json). Supported model_type: llama, mistral, qwen2, qwen3.
- *  Every file is validated; a missing tensor or unknown architecture is named in the error. */
+ *  Every file is validated; a missing tensor or unknown architecture is named in the error.
+ *  With opts->quant naming a format, the decoder's linear weights are quantized on load, one
+ *  tensor at a time (host memory peaks near the quantized model plus one weight in f32). A
+ *  checkpoint saved quantized by transformers (bitsandbytes 4-bit or 8-bit, fine-grained fp8)
+ *  loads as stored; a quant-state tensor missing is AXL_ERR_NOT_FOUND, one of the wrong size
+ *  AXL_ERR_SHAPE, each naming the tensor. See axl_quant_config for the other checks. */
 AXL_API axl_status AXL_CALL axl_model_load(axl_context *ctx, const char *model_dir,
                                            const axl_model_options *opts, axl_model **out);
 AXL_API void AXL_CALL axl_model_destroy(axl_model *model);
@@ -277,6 +312,27 @@ typedef struct axl_model_info {
 
 /** Fills the fields `info->struct_size` covers (set struct_size first). */
 AXL_API axl_status AXL_CALL axl_model_get_info(const axl_model *model, axl_model_info *info);
+
+/** Bytes of base weights the model holds in `format` (AXL_QUANT_*; AXL_QUANT_NONE counts every
+ *  tensor held in a float dtype: embeddings, norms, biases, the LM head and any linear kept in
+ *  full precision). Summed over all formats this is axl_model_info.weight_bytes. */
+AXL_API axl_status AXL_CALL axl_model_weight_bytes(const axl_model *model, int32_t format, uint64_t *out);
+
+/** Writes the loaded model (config, quantized and full-precision weights) to one cache file at
+ *  `path`, so axl_model_load_cache maps it back without reading the checkpoint or quantizing
+ *  again. The layout is the versioned flatbuffers schema src/io/model_cache.fbs plus 64-byte
+ *  aligned tensor data, with a CRC-32C per tensor. Written to a temporary name and renamed:
+ *  a failure never leaves a partial file at `path`. */
+AXL_API axl_status AXL_CALL axl_model_save_cache(const axl_model *model, const char *path);
+
+/** Loads a model from a cache file written by axl_model_save_cache. The file is memory-mapped
+ *  and the weights are used where they lie (no copy, no quantization); the mapping lives as long
+ *  as the model. Every tensor's checksum is verified: a corrupt or truncated file fails with
+ *  AXL_ERR_FORMAT naming the tensor, a cache of another schema version with AXL_ERR_UNSUPPORTED.
+ *  `opts` may be NULL; its quant config, if any, must not contradict the cache's format
+ *  (AXL_ERR_INVALID_ARGUMENT); its progress callback is called once per tensor. */
+AXL_API axl_status AXL_CALL axl_model_load_cache(axl_context *ctx, const char *path,
+                                                 const axl_model_options *opts, axl_model **out);
 
 /** The model's architecture name ("llama", "qwen3", ...). Owned by the model. */
 AXL_API const char *AXL_CALL axl_model_architecture(const axl_model *model);
@@ -359,6 +415,15 @@ AXL_API axl_status AXL_CALL axl_lora_num_parameters(const axl_lora *lora, int64_
 /** Copies the adapter's values into `dst` (overwriting; same model required). Use it to
  *  hot-swap an adapter a server is serving with one just trained. */
 AXL_API axl_status AXL_CALL axl_lora_copy_from(axl_lora *dst, const axl_lora *src);
+
+/** Merges the adapter into its base model and writes a full-precision Hugging Face model to
+ *  `out_dir` (created if missing): config.json (the model's, without quantization_config) and
+ *  bf16 safetensors (model.safetensors, or shards of at most 5 GB with
+ *  model.safetensors.index.json) that transformers loads. Quantized weights are dequantized,
+ *  then W + scaling * B A (DoRA: magnitude * (W + s B A) / ||W + s B A||_row) is rounded to
+ *  bf16, one tensor at a time. Each file is written to a temporary name and renamed, so a
+ *  failure never leaves a partial file. Tokenizer files are not written. */
+AXL_API axl_status AXL_CALL axl_lora_merge_and_export(const axl_lora *lora, const char *out_dir);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Forward and evaluation                                                                     */

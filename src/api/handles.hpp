@@ -12,6 +12,7 @@
 #include "core/context.hpp"
 #include "lora/lora.hpp"
 #include "model/model.hpp"
+#include "model/model_quant.hpp"
 #include "train/trainer.hpp"
 
 namespace axl {
@@ -34,13 +35,6 @@ private:
     std::string message_;
 };
 
-struct QuantSettings {
-    int32_t format = AXL_QUANT_NONE;
-    int32_t block_size = 0;
-    bool double_quant = false;
-    std::vector<std::string> skip_modules;
-};
-
 }  // namespace axl
 
 struct axl_context {
@@ -49,7 +43,7 @@ struct axl_context {
 };
 
 struct axl_quant_config {
-    axl::QuantSettings settings;
+    axl::ModelQuantConfig settings;
     axl::ErrorSlot error;
 };
 

@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "api/guard.hpp"
+#include "lora/merge_export.hpp"
 
 using namespace axl;
 
@@ -76,6 +77,15 @@ AXL_API axl_status axl_lora_save(const axl_lora* lora, const char* adapter_dir) 
         require_arg(lora, "lora");
         require_arg(adapter_dir, "adapter_dir");
         save_peft_adapter(*lora->impl, adapter_dir);
+    });
+}
+
+AXL_API axl_status axl_lora_merge_and_export(const axl_lora* lora, const char* out_dir) {
+    return guarded(slot_of(lora), "axl_lora_merge_and_export", [&] {
+        require_arg(lora, "lora");
+        require_arg(out_dir, "out_dir");
+        lora->impl->model->context->enter_thread();
+        merge_and_export(*lora->impl, out_dir);
     });
 }
 

@@ -2,6 +2,7 @@
 #include <cmath>
 
 #include "api/guard.hpp"
+#include "io/model_cache.hpp"
 #include "train/batch.hpp"
 #include "train/decoder_pass.hpp"
 
@@ -19,6 +20,20 @@ axl_batch batch_defaults() {
     axl_batch b{};
     b.struct_size = sizeof b;
     return b;
+}
+
+LoadOptions load_options(const axl_model_options& options) {
+    LoadOptions load;
+    load.progress_fn = options.progress_fn;
+    load.progress_user_data = options.progress_user_data;
+    if (options.quant != nullptr) load.quant = options.quant->settings;
+    return load;
+}
+
+void log_loaded(const axl_context* ctx, const Model& model, const char* from) {
+    ctx->impl->log(AXL_LOG_INFO, cat("loaded ", model.config.model_type, " model from ", from, ": ",
+                                     model.num_parameters, " parameters, ", model.weight_bytes,
+                                     " bytes of weights, linears ", describe(model.quant)));
 }
 
 // The adapter passed to forward/evaluate must belong to this model.
@@ -50,16 +65,45 @@ AXL_API axl_status axl_model_load(axl_context* ctx, const char* model_dir,
         require_arg(model_dir, "model_dir");
         require_arg(out, "out");
         axl_model_options options = read_struct(opts, model_defaults(), "opts");
-        if (options.quant != nullptr && options.quant->settings.format != AXL_QUANT_NONE)
-            fail(AXL_ERR_UNSUPPORTED, "quantized base formats are not available in this build "
-                                      "(quant format ", options.quant->settings.format, ")");
         ctx->impl->enter_thread();
-        LoadOptions load{options.progress_fn, options.progress_user_data};
         auto handle = std::make_unique<axl_model>();
-        handle->impl = load_model(ctx->impl, model_dir, load);
-        ctx->impl->log(AXL_LOG_INFO, cat("loaded ", handle->impl->config.model_type, " model from ",
-                                         model_dir, ": ", handle->impl->num_parameters, " parameters"));
+        handle->impl = load_model(ctx->impl, model_dir, load_options(options));
+        log_loaded(ctx, *handle->impl, model_dir);
         *out = handle.release();
+    });
+}
+
+AXL_API axl_status axl_model_load_cache(axl_context* ctx, const char* path, const axl_model_options* opts,
+                                        axl_model** out) {
+    return guarded(slot_of(ctx), "axl_model_load_cache", [&] {
+        require_arg(ctx, "ctx");
+        require_arg(path, "path");
+        require_arg(out, "out");
+        axl_model_options options = read_struct(opts, model_defaults(), "opts");
+        ctx->impl->enter_thread();
+        auto handle = std::make_unique<axl_model>();
+        handle->impl = load_model_cache(ctx->impl, path, load_options(options));
+        log_loaded(ctx, *handle->impl, path);
+        *out = handle.release();
+    });
+}
+
+AXL_API axl_status axl_model_save_cache(const axl_model* model, const char* path) {
+    return guarded(slot_of(model), "axl_model_save_cache", [&] {
+        require_arg(model, "model");
+        require_arg(path, "path");
+        model->impl->context->enter_thread();
+        save_model_cache(*model->impl, path);
+    });
+}
+
+AXL_API axl_status axl_model_weight_bytes(const axl_model* model, int32_t format, uint64_t* out) {
+    return guarded(slot_of(model), "axl_model_weight_bytes", [&] {
+        require_arg(model, "model");
+        require_arg(out, "out");
+        require(format >= AXL_QUANT_NONE && format <= AXL_QUANT_MXFP4, AXL_ERR_INVALID_ARGUMENT,
+                "format ", format, " is not one of AXL_QUANT_*");
+        *out = model->impl->weight_bytes_by_format[format];
     });
 }
 

@@ -1,8 +1,22 @@
-// C entry points of axl_quant_config. The settings are validated here for range; whether a
-// model can be loaded with them is decided by axl_model_load.
+// C entry points of axl_quant_config. Each setter checks the settings against each other
+// (validate_model_quant_config) and leaves the config unchanged when they contradict; whether a
+// model's weights can take them is decided by axl_model_load.
 #include "api/guard.hpp"
 
 using namespace axl;
+
+namespace {
+
+// Applies `change` to a copy of the settings and keeps it only if the result is consistent.
+template <typename Change>
+void update(axl_quant_config* config, Change&& change) {
+    ModelQuantConfig next = config->settings;
+    change(next);
+    validate_model_quant_config(next);
+    config->settings = std::move(next);
+}
+
+}  // namespace
 
 extern "C" {
 
@@ -24,7 +38,7 @@ AXL_API axl_status axl_quant_config_set_format(axl_quant_config* config, int32_t
         require_arg(config, "config");
         require(format >= AXL_QUANT_NONE && format <= AXL_QUANT_MXFP4, AXL_ERR_INVALID_ARGUMENT,
                 "format ", format, " is not one of AXL_QUANT_*");
-        config->settings.format = format;
+        update(config, [&](ModelQuantConfig& s) { s.format = format; });
     });
 }
 
@@ -32,14 +46,14 @@ AXL_API axl_status axl_quant_config_set_block_size(axl_quant_config* config, int
     return guarded(slot_of(config), "axl_quant_config_set_block_size", [&] {
         require_arg(config, "config");
         require(block_size >= 0, AXL_ERR_INVALID_ARGUMENT, "block_size ", block_size, " is negative");
-        config->settings.block_size = block_size;
+        update(config, [&](ModelQuantConfig& s) { s.block_size = block_size; });
     });
 }
 
 AXL_API axl_status axl_quant_config_set_double_quant(axl_quant_config* config, int32_t enabled) {
     return guarded(slot_of(config), "axl_quant_config_set_double_quant", [&] {
         require_arg(config, "config");
-        config->settings.double_quant = enabled != 0;
+        update(config, [&](ModelQuantConfig& s) { s.double_quant = enabled != 0; });
     });
 }
 
@@ -49,6 +63,19 @@ AXL_API axl_status axl_quant_config_add_skip_module(axl_quant_config* config, co
         require_arg(module_name, "module_name");
         require(module_name[0] != '\0', AXL_ERR_INVALID_ARGUMENT, "module_name is empty");
         config->settings.skip_modules.emplace_back(module_name);
+    });
+}
+
+AXL_API axl_status axl_quant_config_set_weight_dtype(axl_quant_config* config, int32_t dtype) {
+    return guarded(slot_of(config), "axl_quant_config_set_weight_dtype", [&] {
+        require_arg(config, "config");
+        switch (dtype) {
+            case AXL_WEIGHT_DTYPE_AUTO: config->settings.weight_dtype.reset(); break;
+            case AXL_WEIGHT_DTYPE_F32: config->settings.weight_dtype = DType::F32; break;
+            case AXL_WEIGHT_DTYPE_BF16: config->settings.weight_dtype = DType::BF16; break;
+            case AXL_WEIGHT_DTYPE_F16: config->settings.weight_dtype = DType::F16; break;
+            default: fail(AXL_ERR_INVALID_ARGUMENT, "weight dtype ", dtype, " is not one of AXL_WEIGHT_DTYPE_*");
+        }
     });
 }
 

@@ -28,8 +28,19 @@ Tensor Tensor::empty(const std::shared_ptr<HostAllocator>& allocator, DType dtyp
     t.dtype_ = dtype;
     t.shape_ = std::move(shape);
     t.allocator_ = allocator;
-    t.buffer_ = std::make_shared<Buffer>(allocator, t.nbytes(), what);
-    t.data_ = t.buffer_->data();
+    auto buffer = std::make_shared<Buffer>(allocator, t.nbytes(), what);
+    t.data_ = buffer->data();
+    t.owner_ = std::move(buffer);
+    return t;
+}
+
+Tensor Tensor::view(DType dtype, Shape shape, const void* data, std::shared_ptr<const void> owner) {
+    require(owner != nullptr, AXL_ERR_INTERNAL, "a tensor view needs an owner");
+    Tensor t;
+    t.dtype_ = dtype;
+    t.shape_ = std::move(shape);
+    t.data_ = const_cast<void*>(data);
+    t.owner_ = std::move(owner);
     return t;
 }
 

@@ -26,8 +26,11 @@ public:
                         const char* what = "tensor");
     static Tensor zeros(const std::shared_ptr<HostAllocator>& allocator, DType dtype, Shape shape,
                         const char* what = "tensor");
+    // Wraps read-only memory owned elsewhere (a mapped cache file) without copying; `owner`
+    // keeps it alive as long as the tensor or a copy of it lives. Never write through data().
+    static Tensor view(DType dtype, Shape shape, const void* data, std::shared_ptr<const void> owner);
 
-    bool defined() const { return buffer_ != nullptr; }
+    bool defined() const { return owner_ != nullptr; }
     DType dtype() const { return dtype_; }
     const Shape& shape() const { return shape_; }
     int64_t dim(int i) const { return shape_.at(i < 0 ? shape_.size() + i : i); }
@@ -49,7 +52,7 @@ public:
 private:
     DType dtype_ = DType::F32;
     Shape shape_;
-    std::shared_ptr<Buffer> buffer_;
+    std::shared_ptr<const void> owner_;  // the Buffer, or what keeps a view's memory alive
     std::shared_ptr<HostAllocator> allocator_;
     void* data_ = nullptr;
 };

@@ -367,7 +367,7 @@ std::vector<std::string> Checkpoint::names() const {
 
 namespace {
 
-uint64_t checked_nbytes(const NamedTensor& tensor, const std::string& path) {
+uint64_t checked_nbytes(const StreamedTensor& tensor, const std::string& path) {
     const std::string where = cat("cannot write ", path, ": tensor '", tensor.name, "'");
     const size_t element_size = dtype_size(tensor.dtype);
     require(element_size > 0, AXL_ERR_INVALID_ARGUMENT, where, " has dtype ",
@@ -379,7 +379,7 @@ uint64_t checked_nbytes(const NamedTensor& tensor, const std::string& path) {
         require(!__builtin_mul_overflow(bytes, static_cast<uint64_t>(extent), &bytes),
                 AXL_ERR_INVALID_ARGUMENT, where, " is too large: ", shape_string(tensor.shape));
     }
-    require(bytes == 0 || tensor.data != nullptr, AXL_ERR_INVALID_ARGUMENT, where, " has no data");
+    require(bytes == 0 || tensor.produce != nullptr, AXL_ERR_INVALID_ARGUMENT, where, " has no data");
     return bytes;
 }
 
@@ -387,11 +387,23 @@ uint64_t checked_nbytes(const NamedTensor& tensor, const std::string& path) {
 
 void write_safetensors(const std::string& path, const std::vector<NamedTensor>& tensors,
                        const std::map<std::string, std::string>& metadata) {
+    std::vector<StreamedTensor> streamed;
+    streamed.reserve(tensors.size());
+    for (const NamedTensor& tensor : tensors) {
+        StreamedTensor t{tensor.name, tensor.dtype, tensor.shape, nullptr};
+        if (tensor.data != nullptr) t.produce = [data = tensor.data] { return data; };
+        streamed.push_back(std::move(t));
+    }
+    write_safetensors_streamed(path, streamed, metadata);
+}
+
+void write_safetensors_streamed(const std::string& path, const std::vector<StreamedTensor>& tensors,
+                                const std::map<std::string, std::string>& metadata) {
     // The reference writer's order: descending dtype alignment, then name. Aligned data then
     // follows from the 8-byte-aligned data section, and files match byte for byte.
-    std::vector<const NamedTensor*> order;
-    for (const NamedTensor& tensor : tensors) order.push_back(&tensor);
-    std::sort(order.begin(), order.end(), [](const NamedTensor* a, const NamedTensor* b) {
+    std::vector<const StreamedTensor*> order;
+    for (const StreamedTensor& tensor : tensors) order.push_back(&tensor);
+    std::sort(order.begin(), order.end(), [](const StreamedTensor* a, const StreamedTensor* b) {
         int rank_a = reference_dtype_rank(dtype_safetensors_name(a->dtype));
         int rank_b = reference_dtype_rank(dtype_safetensors_name(b->dtype));
         return rank_a != rank_b ? rank_a > rank_b : a->name < b->name;
@@ -401,7 +413,7 @@ void write_safetensors(const std::string& path, const std::vector<NamedTensor>& 
     if (!metadata.empty()) header[kMetadataKey] = metadata;
     std::vector<uint64_t> sizes;
     uint64_t offset = 0;
-    for (const NamedTensor* tensor : order) {
+    for (const StreamedTensor* tensor : order) {
         require(tensor->name != kMetadataKey && !header.contains(tensor->name),
                 AXL_ERR_INVALID_ARGUMENT, "cannot write ", path, ": tensor name '", tensor->name,
                 "' is used twice or reserved");
@@ -428,8 +440,31 @@ void write_safetensors(const std::string& path, const std::vector<NamedTensor>& 
     AtomicFileWriter writer(path);
     writer.write(length, sizeof length);
     writer.write(header_text.data(), header_text.size());
-    for (size_t i = 0; i < order.size(); ++i) writer.write(order[i]->data, sizes[i]);
+    for (size_t i = 0; i < order.size(); ++i) {
+        if (sizes[i] == 0) continue;
+        const void* data = order[i]->produce();
+        require(data != nullptr, AXL_ERR_INTERNAL, "cannot write ", path, ": tensor '", order[i]->name,
+                "' produced no data");
+        writer.write(data, sizes[i]);
+    }
     writer.commit();
+}
+
+void release_mapped_pages(const TensorInfo& info) {
+    static const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+    const uintptr_t begin = reinterpret_cast<uintptr_t>(info.data);
+    const uintptr_t first = (begin + page - 1) / page * page;
+    const uintptr_t last = (begin + info.nbytes) / page * page;
+    // Advice only: a failure leaves the pages resident, which costs memory but not correctness.
+    if (last > first) ::madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);
+}
+
+void prefetch_mapped_pages(const TensorInfo& info) {
+    static const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+    const uintptr_t begin = reinterpret_cast<uintptr_t>(info.data) / page * page;
+    const uintptr_t end = reinterpret_cast<uintptr_t>(info.data) + info.nbytes;
+    // Advice only, like release_mapped_pages.
+    if (end > begin) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_WILLNEED);
 }
 
 Tensor read_as_f32(const TensorInfo& info, const Shape& expected_shape,

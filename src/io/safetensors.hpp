@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -78,6 +79,24 @@ struct NamedTensor {
 };
 void write_safetensors(const std::string& path, const std::vector<NamedTensor>& tensors,
                        const std::map<std::string, std::string>& metadata);
+
+// The same for files larger than memory: each tensor's bytes are produced only when the writer
+// reaches it (in the file's order); `produce` returns them, valid until it is called again.
+struct StreamedTensor {
+    std::string name;
+    DType dtype;
+    Shape shape;
+    std::function<const void*()> produce;
+};
+void write_safetensors_streamed(const std::string& path, const std::vector<StreamedTensor>& tensors,
+                                const std::map<std::string, std::string>& metadata);
+
+// Drops the mapped pages that lie wholly inside `info`'s bytes from this process (the file stays
+// in the page cache; a later read maps them again). A loader calls it after converting each
+// tensor, so reading a whole checkpoint never holds more than about one tensor resident.
+void release_mapped_pages(const TensorInfo& info);
+// Asks the kernel to start reading `info`'s bytes now (MADV_WILLNEED), ahead of their use.
+void prefetch_mapped_pages(const TensorInfo& info);
 
 // Reads a tensor of any float dtype into a new f32 tensor, checking its shape.
 Tensor read_as_f32(const TensorInfo& info, const Shape& expected_shape,

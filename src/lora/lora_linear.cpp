@@ -6,6 +6,7 @@
 #include "core/error.hpp"
 #include "lora/dora.hpp"
 #include "lora/dropout.hpp"
+#include "quant/quantize.hpp"
 
 namespace axl {
 
@@ -44,7 +45,11 @@ LoraShapes shapes_of(const Linear& base, const LoraModule* lora) {
 }  // namespace
 
 Tensor linear_weight_f32(const Linear& linear, const std::shared_ptr<HostAllocator>& allocator) {
-    return as_f32(linear.weight, allocator, "f32 copy of a base weight");
+    if (!linear.is_quantized()) return as_f32(linear.weight, allocator, "f32 copy of a base weight");
+    const QuantizedTensor& q = *linear.quantized;
+    Tensor weight = Tensor::empty(allocator, DType::F32, {q.rows, q.cols}, "dequantized base weight");
+    dequantize(q, weight.f32());
+    return weight;
 }
 
 void lora_linear_forward(float* y, const float* x, int64_t m, const Linear& base,

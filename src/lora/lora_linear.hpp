@@ -2,8 +2,9 @@
 //   y = x W^T + b + scaling * dropout(x) A^T B^T           (LoRA)
 // and with DoRA (PEFT's formulation, the weight norm treated as a constant as in PEFT):
 //   y = x W^T + b + (m/||W + s B A||_row - 1) * (dropout(x) W^T) + m/||...|| * s * dropout(x) A^T B^T
-// The base weight is read in its storage dtype and converted to f32 per call (a scratch copy),
-// which is the same path a quantized weight takes.
+// The base weight is read in its storage dtype and converted to f32 per call (a scratch copy
+// of the layer's weight); a quantized weight is dequantized the same way, so the LoRA path and
+// the gradient reaching x (through the dequantized W) do not depend on the storage format.
 #pragma once
 
 #include <cstdint>
@@ -29,7 +30,8 @@ struct LoraLinearContext {
     uint64_t dropout_seed = 0;    // distinct per call site and step (see dropout_mask)
 };
 
-// The base weight as f32: the weight itself when stored as f32, else a converted copy.
+// The base weight as f32: the weight itself when stored as f32, else a converted or dequantized
+// copy. The one place the graph turns a base weight into f32.
 Tensor linear_weight_f32(const Linear& linear, const std::shared_ptr<HostAllocator>& allocator);
 
 // y [M, out] = the frozen linear (with its LoRA module if `lora` is non-null) applied to x [M, in].

@@ -56,7 +56,7 @@ const std::vector<float>& dynamic_code_map() {
     return map;
 }
 
-float absmax_mean(const std::vector<float>& absmax) {
+float absmax_mean(std::span<const float> absmax) {
     require(!absmax.empty(), AXL_ERR_INTERNAL, "mean of an empty absmax vector");
     double sum = 0.0;
     for (float value : absmax) sum += value;
@@ -89,7 +89,7 @@ uint8_t dynamic_code_of(float normalized) {
     return table[static_cast<int>(position) & 0xffff];
 }
 
-DoubleQuantStats double_quantize_absmax(const std::vector<float>& absmax, float offset) {
+DoubleQuantStats double_quantize_absmax(std::span<const float> absmax, float offset) {
     DoubleQuantStats stats;
     stats.code_map = dynamic_code_map();
     stats.offset = offset;

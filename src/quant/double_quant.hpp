@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <vector>
 
 #include "quant/quantized_tensor.hpp"
@@ -18,11 +19,11 @@ const std::vector<float>& dynamic_code_map();
 // Mean of the absmax values, accumulated in double and rounded once. torch's f32 mean sums in
 // an order that depends on the CPU's vector width and thread count, so this can differ from
 // bitsandbytes' offset in the last bit.
-float absmax_mean(const std::vector<float>& absmax);
+float absmax_mean(std::span<const float> absmax);
 
 // Quantizes `absmax - offset` in blocks of kDoubleQuantBlockSize.
-DoubleQuantStats double_quantize_absmax(const std::vector<float>& absmax, float offset);
-inline DoubleQuantStats double_quantize_absmax(const std::vector<float>& absmax) {
+DoubleQuantStats double_quantize_absmax(std::span<const float> absmax, float offset);
+inline DoubleQuantStats double_quantize_absmax(std::span<const float> absmax) {
     return double_quantize_absmax(absmax, absmax_mean(absmax));
 }
 

@@ -28,6 +28,17 @@ void quantize_fp8_e4m3(const float* weight, QuantizedTensor* q) {
 
 void dequantize_fp8_e4m3_rows(const QuantizedTensor& q, int64_t row_begin, int64_t row_end, float* out) {
     const int64_t cols = q.cols;
+    if (q.block_rows > 0) {
+        const int64_t tiles_per_row = q.blocks_per_row();
+#pragma omp parallel for
+        for (int64_t row = row_begin; row < row_end; ++row) {
+            float* y = out + (row - row_begin) * cols;
+            const float* tile_scales = q.scales.data() + (row / q.block_rows) * tiles_per_row;
+            for (int64_t i = 0; i < cols; ++i)
+                y[i] = decode_e4m3(q.packed[row * cols + i]) * tile_scales[i / q.block_size];
+        }
+        return;
+    }
 #pragma omp parallel for
     for (int64_t row = row_begin; row < row_end; ++row) {
         float* y = out + (row - row_begin) * cols;

@@ -30,7 +30,10 @@ void quantize_int8_row(const float* weight, QuantizedTensor* q) {
         q->scales[row] = absmax;
         // An all-zero row would be 0 * (127 / 0) = NaN in bitsandbytes; zeros are what it means.
         if (absmax == 0.0f) continue;
-        const float scale = 127.0f / absmax;
+        // bitsandbytes writes `127.0 / row_stats`; torch evaluates a scalar divided by a tensor
+        // as reciprocal(tensor) * scalar: two roundings, which moves values near .5 ties.
+        const float reciprocal = 1.0f / absmax;
+        const float scale = reciprocal * 127.0f;
         for (int64_t i = 0; i < cols; ++i) {
             const float rounded = std::clamp(std::nearbyint(half[i] * scale), -127.0f, 127.0f);
             q->packed[row * cols + i] = static_cast<uint8_t>(static_cast<int8_t>(rounded));

@@ -1,5 +1,6 @@
 // bitsandbytes LLM.int8 weight storage (Int8Params / Linear8bitLt): the weight is cast to f16,
-// then each row is scaled by 127 / absmax(row) and rounded half to even into int8; SCB is the
+// then each row is scaled by (1 / absmax(row)) * 127 (torch's `127.0 / tensor`, two f32
+// roundings) and rounded half to even into int8; SCB is the
 // f32 row absmax. Dequantization is q * SCB / 127 with bitsandbytes' constant for 1/127.
 #pragma once
 

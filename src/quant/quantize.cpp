@@ -1,5 +1,7 @@
 #include "quant/quantize.hpp"
 
+#include <cstring>
+#include <memory>
 #include <vector>
 
 #include "core/error.hpp"
@@ -27,6 +29,28 @@ void require_size(size_t actual, int64_t expected, const QuantizedTensor& q, con
             expected);
 }
 
+// Whether every value is exactly a value of `dtype` (rounding through it changes nothing).
+bool representable_in(const float* values, int64_t count, DType dtype) {
+    if (dtype == DType::BF16) {
+        // A bf16 value is an f32 whose low 16 bits are zero.
+        uint32_t low_bits = 0;
+#pragma omp parallel for schedule(static) reduction(| : low_bits)
+        for (int64_t i = 0; i < count; ++i) {
+            uint32_t bits;
+            std::memcpy(&bits, values + i, sizeof bits);
+            low_bits |= bits & 0xffffu;
+        }
+        return low_bits == 0;
+    }
+    bool all = true;
+#pragma omp parallel for schedule(static) reduction(&& : all)
+    for (int64_t i = 0; i < count; ++i) {
+        const float x = values[i];
+        all = all && (round_through_dtype(x, dtype) == x || x != x);
+    }
+    return all;
+}
+
 }  // namespace
 
 int64_t packed_size_bytes(QuantFormat format, int64_t rows, int64_t cols) {
@@ -45,12 +69,15 @@ QuantizedTensor quantize(const float* weight, int64_t rows, int64_t cols, const 
     q.block_size = resolve_block_size(config.format, config.block_size, cols);
     q.weight_dtype = config.weight_dtype;
 
-    std::vector<float> rounded;
+    // A weight that came from weight_dtype (the common case: a bf16 checkpoint) is its own
+    // rounding; only a weight that is not needs the rounded copy.
+    std::unique_ptr<float[]> rounded;
     const float* input = weight;
-    if (config.weight_dtype != DType::F32) {
-        rounded.resize(q.numel());
+    if (config.weight_dtype != DType::F32 && !representable_in(weight, q.numel(), config.weight_dtype)) {
+        rounded.reset(new float[q.numel()]);
+#pragma omp parallel for schedule(static)
         for (int64_t i = 0; i < q.numel(); ++i) rounded[i] = round_through_dtype(weight[i], config.weight_dtype);
-        input = rounded.data();
+        input = rounded.get();
     }
 
     switch (config.format) {
@@ -67,7 +94,11 @@ QuantizedTensor quantize(const float* weight, int64_t rows, int64_t cols, const 
 }
 
 void check_quantized_tensor(const QuantizedTensor& q) {
-    require(q.rows > 0 && q.cols > 0 && q.block_size > 0 && q.cols % q.block_size == 0,
+    require(q.block_rows == 0 || q.format == QuantFormat::Fp8E4M3, AXL_ERR_SHAPE,
+            quant_format_name(q.format), " weight [", q.rows, ", ", q.cols,
+            "]: 2-D tile scales exist only for fp8 e4m3");
+    require(q.block_rows >= 0 && q.rows > 0 && q.cols > 0 && q.block_size > 0 &&
+                (q.block_rows > 0 || q.cols % q.block_size == 0),
             AXL_ERR_SHAPE, quant_format_name(q.format), " weight [", q.rows, ", ", q.cols,
             "] does not split into blocks of ", q.block_size);
     require_size(q.packed.size(), packed_size_bytes(q.format, q.rows, q.cols), q, "packed data");

@@ -305,6 +305,12 @@ def main():
     bnb_int8_case(cases, "int8_row", random_weight(g, 24, 200))
     halves = [k + 0.5 for k in range(-6, 6)]
     bnb_int8_case(cases, "int8_row_ties", torch.stack([half_step_row(32, 127.0, halves), torch.linspace(-3, 3, 32)]))
+    # Rows whose absmax is not 127: `127.0 / SCB` is reciprocal(SCB) * 127 in torch, which puts
+    # values at (k + 0.5) / 127 of the absmax (half the absmax among them) on either side of the tie.
+    near_ties = []
+    for absmax in (0.263671875, 0.287109375, 0.435546875, 0.3, 0.7, 1.9):
+        near_ties.append(half_step_row(32, absmax, [absmax * (k + 0.5) / 127.0 for k in range(56, 72)]))
+    bnb_int8_case(cases, "int8_row_reciprocal", torch.stack(near_ties))
 
     for dtype in (torch.bfloat16, torch.float32):
         suffix = dtype_name(dtype)

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <span>
 #include <vector>
 
 #include "quant_test_support.hpp"
@@ -12,7 +13,7 @@ namespace axl {
 namespace {
 
 // The largest distance from a value in [-1, 1] to its nearest map entry.
-float worst_normalized_error(const std::vector<float>& map) {
+float worst_normalized_error(std::span<const float> map) {
     float worst = 1.0f + map.front();  // -1 lies below the most negative entry
     for (size_t i = 0; i + 1 < map.size(); ++i) worst = std::max(worst, (map[i + 1] - map[i]) / 2.0f);
     return worst;

@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <span>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -75,7 +76,7 @@ std::vector<uint8_t> bytes(const TensorInfo& info) {
 }
 
 // Equal bit for bit (so -0 != +0, and NaN == NaN of the same payload).
-::testing::AssertionResult bits_equal(const std::vector<float>& ours, const std::vector<float>& reference) {
+::testing::AssertionResult bits_equal(std::span<const float> ours, std::span<const float> reference) {
     if (ours.size() != reference.size())
         return ::testing::AssertionFailure() << "sizes " << ours.size() << " vs " << reference.size();
     int64_t mismatches = 0, first = -1;
@@ -90,7 +91,7 @@ std::vector<uint8_t> bytes(const TensorInfo& info) {
                                          << ": ours " << ours[first] << " reference " << reference[first];
 }
 
-::testing::AssertionResult bytes_equal(const std::vector<uint8_t>& ours, const std::vector<uint8_t>& reference) {
+::testing::AssertionResult bytes_equal(std::span<const uint8_t> ours, std::span<const uint8_t> reference) {
     if (ours.size() != reference.size())
         return ::testing::AssertionFailure() << "sizes " << ours.size() << " vs " << reference.size();
     int64_t mismatches = 0, first = -1;
@@ -190,7 +191,7 @@ void expect_quantize_matches(const OracleCase& c) {
     }
     if (has_tensor(c, "tensor_scale")) {
         ASSERT_TRUE(ours.tensor_scale.has_value());
-        EXPECT_TRUE(bits_equal({*ours.tensor_scale}, floats(tensor(c, "tensor_scale")))) << "per-tensor scale";
+        EXPECT_TRUE(bits_equal(std::vector<float>{*ours.tensor_scale}, floats(tensor(c, "tensor_scale")))) << "per-tensor scale";
     }
 }
 
