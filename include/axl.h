@@ -159,6 +159,7 @@ typedef struct axl_context axl_context;
 #define AXL_BACKEND_CPU  1
 #define AXL_BACKEND_CUDA 2
 
+/** Options of axl_context_create. Fill with axl_context_options_init, then set fields. */
 typedef struct axl_context_options {
     uint32_t struct_size;
     int32_t backend;                 /**< AXL_BACKEND_*; default AXL_BACKEND_AUTO.           */
@@ -189,6 +190,7 @@ AXL_API const char *AXL_CALL axl_context_last_error(const axl_context *ctx);
 /** The backend in use (AXL_BACKEND_CPU or AXL_BACKEND_CUDA). */
 AXL_API axl_status AXL_CALL axl_context_backend(const axl_context *ctx, int32_t *out_backend);
 
+/** Memory counters of a context. Set struct_size to sizeof(axl_memory_stats) before the call. */
 typedef struct axl_memory_stats {
     uint32_t struct_size;
     uint64_t host_current_bytes;   /**< Host bytes held now through the context's allocator. */
@@ -232,7 +234,9 @@ typedef struct axl_quant_config axl_quant_config;
 #define AXL_QUANT_NVFP4      7  /**< NVFP4.                                                 */
 #define AXL_QUANT_MXFP4      8  /**< OCP MXFP4 (MoE expert tensors only).                   */
 
+/** Creates a quantization config holding AXL_QUANT_NONE and the defaults. Thread-safe. */
 AXL_API axl_status AXL_CALL axl_quant_config_create(axl_quant_config **out);
+/** Destroys the config (NULL is a no-op). Models loaded with it do not need it any more. */
 AXL_API void AXL_CALL axl_quant_config_destroy(axl_quant_config *config);
 /** Message of the last failure of a call on this config, or "". */
 AXL_API const char *AXL_CALL axl_quant_config_last_error(const axl_quant_config *config);
@@ -273,6 +277,7 @@ AXL_API axl_status AXL_CALL axl_quant_config_set_weight_dtype(axl_quant_config *
  *  threads (forward/evaluate may run concurrently on one model). */
 typedef struct axl_model axl_model;
 
+/** Options of axl_model_load. Fill with axl_model_options_init, then set fields. */
 typedef struct axl_model_options {
     uint32_t struct_size;
     const axl_quant_config *quant;   /**< NULL (default): AXL_QUANT_NONE. Read during load.    */
@@ -280,6 +285,7 @@ typedef struct axl_model_options {
     void *progress_user_data;
 } axl_model_options;
 
+/** Fills `opts` (of `struct_size` bytes, normally sizeof *opts) with defaults. */
 AXL_API axl_status AXL_CALL axl_model_options_init(axl_model_options *opts, size_t struct_size);
 
 /** Loads a Hugging Face model directory (config.json + model.safetensors, or sharded through
@@ -296,6 +302,7 @@ AXL_API void AXL_CALL axl_model_destroy(axl_model *model);
 /** Message of the last failure of a call on this model, or "". */
 AXL_API const char *AXL_CALL axl_model_last_error(const axl_model *model);
 
+/** Shapes and sizes of a loaded model. Set struct_size to sizeof(axl_model_info) before the call. */
 typedef struct axl_model_info {
     uint32_t struct_size;
     int32_t vocab_size;
@@ -364,6 +371,7 @@ typedef struct axl_batch {
     const int32_t *segment_ids;      /**< [B,T] or NULL (one sequence per row).               */
 } axl_batch;
 
+/** Fills `batch` (of `struct_size` bytes) with an empty batch: sizes 0, every pointer NULL. */
 AXL_API axl_status AXL_CALL axl_batch_init(axl_batch *batch, size_t struct_size);
 
 /* ------------------------------------------------------------------------------------------ */
@@ -373,6 +381,7 @@ AXL_API axl_status AXL_CALL axl_batch_init(axl_batch *batch, size_t struct_size)
 /** A LoRA adapter over a model's linear modules. Keeps its model alive. */
 typedef struct axl_lora axl_lora;
 
+/** Options of axl_lora_create. Fill with axl_lora_options_init, then set fields. */
 typedef struct axl_lora_options {
     uint32_t struct_size;
     int32_t rank;                    /**< r; default 8.                                       */
@@ -391,6 +400,7 @@ typedef struct axl_lora_options {
 #define AXL_LORA_INIT_GAUSSIAN 1  /**< A ~ normal with std 1/r (as PEFT), B = 0.             */
 #define AXL_LORA_INIT_RANDOM_B 2  /**< As DEFAULT but B also kaiming-uniform (tests, warm starts). */
 
+/** Fills `opts` (of `struct_size` bytes) with defaults: r 8, alpha 8, all-linear, PEFT init. */
 AXL_API axl_status AXL_CALL axl_lora_options_init(axl_lora_options *opts, size_t struct_size);
 
 /** Creates a freshly initialised adapter. A target name that matches no module of the model
@@ -405,6 +415,8 @@ AXL_API axl_status AXL_CALL axl_lora_load(axl_model *model, const char *adapter_
  *  written to a temporary name and renamed, so a failure never leaves a partial file. */
 AXL_API axl_status AXL_CALL axl_lora_save(const axl_lora *lora, const char *adapter_dir);
 
+/** Releases the caller's reference (NULL is a no-op); optimizers and trainers built on the
+ *  adapter keep it alive until they are destroyed. */
 AXL_API void AXL_CALL axl_lora_destroy(axl_lora *lora);
 /** Message of the last failure of a call on this adapter, or "". */
 AXL_API const char *AXL_CALL axl_lora_last_error(const axl_lora *lora);
@@ -412,8 +424,10 @@ AXL_API const char *AXL_CALL axl_lora_last_error(const axl_lora *lora);
 /** Number of trainable parameters of the adapter. */
 AXL_API axl_status AXL_CALL axl_lora_num_parameters(const axl_lora *lora, int64_t *out);
 
-/** Copies the adapter's values into `dst` (overwriting; same model required). Use it to
- *  hot-swap an adapter a server is serving with one just trained. */
+/** Copies `src`'s trainable values (A, B, DoRA magnitudes) and its scaling (alpha, rsLoRA) into
+ *  `dst`; both must belong to the same model and have the same targets, rank and DoRA setting
+ *  (else AXL_ERR_SHAPE). Use it to hot-swap an adapter a server is serving with one just
+ *  trained. Not while `dst` is being read by another thread. */
 AXL_API axl_status AXL_CALL axl_lora_copy_from(axl_lora *dst, const axl_lora *src);
 
 /** Merges the adapter into its base model and writes a full-precision Hugging Face model to
@@ -439,6 +453,7 @@ AXL_API axl_status AXL_CALL axl_model_forward(axl_model *model, const axl_lora *
                                               int64_t num_positions, float *logits,
                                               size_t logits_len);
 
+/** Result of axl_model_evaluate. Fill with axl_eval_result_init. */
 typedef struct axl_eval_result {
     uint32_t struct_size;
     double loss;                     /**< Mean cross-entropy over target tokens.              */
@@ -462,6 +477,7 @@ typedef struct axl_optimizer axl_optimizer;
 #define AXL_SCHEDULE_LINEAR   1  /**< Linear decay to min_lr_ratio*lr at total_steps.         */
 #define AXL_SCHEDULE_COSINE   2  /**< Half-cosine decay to min_lr_ratio*lr at total_steps, held there after. */
 
+/** Options of axl_optimizer_create. Fill with axl_optimizer_options_init, then set fields. */
 typedef struct axl_optimizer_options {
     uint32_t struct_size;
     int32_t type;                    /**< AXL_OPTIMIZER_ADAMW (default).                      */
@@ -477,10 +493,15 @@ typedef struct axl_optimizer_options {
     double max_grad_norm;            /**< Global-norm clipping; 0 disables; default 1.0.      */
 } axl_optimizer_options;
 
+/** Fills `opts` (of `struct_size` bytes) with the defaults given on each field. */
 AXL_API axl_status AXL_CALL axl_optimizer_options_init(axl_optimizer_options *opts, size_t struct_size);
+/** Creates an optimizer (moments zeroed, step 0) over every trainable tensor of `lora`; `opts`
+ *  may be NULL for defaults. A hyperparameter out of range: AXL_ERR_INVALID_ARGUMENT naming it. */
 AXL_API axl_status AXL_CALL axl_optimizer_create(axl_lora *lora, const axl_optimizer_options *opts,
                                                  axl_optimizer **out);
+/** Releases the caller's reference (NULL is a no-op); a trainer keeps the optimizer alive. */
 AXL_API void AXL_CALL axl_optimizer_destroy(axl_optimizer *optimizer);
+/** Message of the last failure of a call on this optimizer, or "". */
 AXL_API const char *AXL_CALL axl_optimizer_last_error(const axl_optimizer *optimizer);
 
 /** Tunables that may change between steps (IDs are stable and never reused). */
@@ -488,7 +509,10 @@ AXL_API const char *AXL_CALL axl_optimizer_last_error(const axl_optimizer *optim
 #define AXL_OPTIMIZER_PARAM_WEIGHT_DECAY  2
 #define AXL_OPTIMIZER_PARAM_MAX_GRAD_NORM 3
 
+/** Sets a tunable (AXL_OPTIMIZER_PARAM_*); applies from the next update. Unknown id or a
+ *  negative/non-finite value: AXL_ERR_INVALID_ARGUMENT. Not while a step runs on another thread. */
 AXL_API axl_status AXL_CALL axl_optimizer_set_param(axl_optimizer *optimizer, int32_t param, double value);
+/** Reads a tunable (AXL_OPTIMIZER_PARAM_*) into `value`. */
 AXL_API axl_status AXL_CALL axl_optimizer_get_param(const axl_optimizer *optimizer, int32_t param, double *value);
 
 /** Learning rate the schedule gives at optimizer step `step` (0-based). */
@@ -502,6 +526,7 @@ AXL_API axl_status AXL_CALL axl_optimizer_lr_at(const axl_optimizer *optimizer, 
  *  While a trainer trains an adapter, that adapter must not be used by other threads. */
 typedef struct axl_trainer axl_trainer;
 
+/** Options of axl_trainer_create. Fill with axl_trainer_options_init, then set fields. */
 typedef struct axl_trainer_options {
     uint32_t struct_size;
     int32_t grad_accum_steps;        /**< Micro-batches per optimizer step; default 1.        */
@@ -510,12 +535,18 @@ typedef struct axl_trainer_options {
     void *progress_user_data;
 } axl_trainer_options;
 
+/** Fills `opts` (of `struct_size` bytes) with defaults: no accumulation, checkpointing on. */
 AXL_API axl_status AXL_CALL axl_trainer_options_init(axl_trainer_options *opts, size_t struct_size);
+/** Creates a trainer for the optimizer's adapter and model; `opts` may be NULL for defaults.
+ *  The progress callback and its user_data must stay valid until the trainer is destroyed. */
 AXL_API axl_status AXL_CALL axl_trainer_create(axl_optimizer *optimizer, const axl_trainer_options *opts,
                                                axl_trainer **out);
+/** Destroys the trainer (NULL is a no-op); unapplied accumulated gradients are dropped. */
 AXL_API void AXL_CALL axl_trainer_destroy(axl_trainer *trainer);
+/** Message of the last failure of a call on this trainer, or "". */
 AXL_API const char *AXL_CALL axl_trainer_last_error(const axl_trainer *trainer);
 
+/** Result of axl_trainer_step. Fill with axl_step_result_init. */
 typedef struct axl_step_result {
     uint32_t struct_size;
     double loss;                     /**< Mean loss over this micro-batch's target tokens.    */
@@ -531,7 +562,7 @@ typedef struct axl_step_result {
  *  number of target tokens in the window (as if it were one large batch).
  *  A NaN/Inf loss or gradient fails with AXL_ERR_NUMERIC and discards the window's gradients
  *  (adapter and optimizer unchanged). Cancelled by the progress callback: AXL_ERR_CANCELLED,
- *  this micro-batch's gradients discarded. */
+ *  this micro-batch's gradients discarded. `result` may be NULL when the numbers are not wanted. */
 AXL_API axl_status AXL_CALL axl_trainer_step(axl_trainer *trainer, const axl_batch *batch,
                                              axl_step_result *result);
 
