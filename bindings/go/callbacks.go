@@ -44,7 +44,6 @@ const (
 	StageLoad     Stage = C.AXL_STAGE_LOAD     // reading model tensors, one report per tensor
 	StageForward  Stage = C.AXL_STAGE_FORWARD  // forward pass of a training step, per layer
 	StageBackward Stage = C.AXL_STAGE_BACKWARD // backward pass of a training step, per layer
-	StageSave     Stage = C.AXL_STAGE_SAVE     // writing a file
 )
 
 // Progress is one progress report.

@@ -19,6 +19,9 @@ type tinyLlama struct {
 
 var trainModel = tinyLlama{vocab: 64, hidden: 32, intermediate: 64, layers: 2, heads: 4, kvHeads: 2}
 
+// quantModel's linear weights split into whole 64-element blocks (NF4's default block size).
+var quantModel = tinyLlama{vocab: 64, hidden: 64, intermediate: 128, layers: 2, heads: 4, kvHeads: 2}
+
 // memoryModel is small enough to load a thousand times quickly and large enough (~350 KB of
 // weights) that a leaked model shows in resident memory.
 var memoryModel = tinyLlama{vocab: 256, hidden: 64, intermediate: 128, layers: 2, heads: 4, kvHeads: 2,

@@ -153,3 +153,17 @@ func (l *Lora) CopyFrom(src *Lora) error {
 	runtime.KeepAlive(src)
 	return err
 }
+
+// MergeAndExport merges the adapter into its base model and writes a full-precision (bf16)
+// Hugging Face model into outDir (created if missing): config.json and model.safetensors (or
+// shards with an index). Quantized base weights are dequantized first. No tokenizer files.
+func (l *Lora) MergeAndExport(outDir string) error {
+	dir, err := cString(outDir, "outDir")
+	if err != nil {
+		return err
+	}
+	defer freeCString(dir)
+	err = call(func() C.axl_status { return C.axl_lora_merge_and_export(l.ptr, dir) })
+	runtime.KeepAlive(l)
+	return err
+}

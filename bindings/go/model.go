@@ -46,7 +46,18 @@ type Model struct {
 
 // LoadModel loads a Hugging Face model directory (config.json + safetensors); opts may be nil.
 func LoadModel(ctx *Context, modelDir string, opts *ModelOptions) (*Model, error) {
-	dir, err := cString(modelDir, "modelDir")
+	return loadModel(ctx, modelDir, "modelDir", opts, false)
+}
+
+// LoadModelCache loads a model from a cache file written by Model.SaveCache. The file is
+// memory-mapped and used where it lies (no checkpoint read, no quantization); every tensor's
+// checksum is verified. opts may be nil; a Quant given must not contradict the cache's format.
+func LoadModelCache(ctx *Context, path string, opts *ModelOptions) (*Model, error) {
+	return loadModel(ctx, path, "path", opts, true)
+}
+
+func loadModel(ctx *Context, path, what string, opts *ModelOptions, cache bool) (*Model, error) {
+	dir, err := cString(path, what)
 	if err != nil {
 		return nil, err
 	}
@@ -67,7 +78,12 @@ func LoadModel(ctx *Context, modelDir string, opts *ModelOptions) (*Model, error
 		}
 	}
 	var ptr *C.axl_model
-	err = call(func() C.axl_status { return C.axl_model_load(ctx.ptr, dir, &raw, &ptr) })
+	err = call(func() C.axl_status {
+		if cache {
+			return C.axl_model_load_cache(ctx.ptr, dir, &raw, &ptr)
+		}
+		return C.axl_model_load(ctx.ptr, dir, &raw, &ptr)
+	})
 	runtime.KeepAlive(ctx)
 	if opts != nil {
 		runtime.KeepAlive(opts.Quant)
@@ -85,6 +101,28 @@ func LoadModel(ctx *Context, modelDir string, opts *ModelOptions) (*Model, error
 		return nil, err
 	}
 	return m, nil
+}
+
+// WeightBytes returns the bytes of base weights the model holds in format (QuantNone counts
+// every tensor held in a float dtype). Summed over all formats this is Info().WeightBytes.
+func (m *Model) WeightBytes(format QuantFormat) (uint64, error) {
+	var bytes C.uint64_t
+	err := call(func() C.axl_status { return C.axl_model_weight_bytes(m.ptr, C.int32_t(format), &bytes) })
+	runtime.KeepAlive(m)
+	return uint64(bytes), err
+}
+
+// SaveCache writes the loaded model (config and weights as held, quantized or not) to one cache
+// file at path, for LoadModelCache. A failure never leaves a partial file at path.
+func (m *Model) SaveCache(path string) error {
+	p, err := cString(path, "path")
+	if err != nil {
+		return err
+	}
+	defer freeCString(p)
+	err = call(func() C.axl_status { return C.axl_model_save_cache(m.ptr, p) })
+	runtime.KeepAlive(m)
+	return err
 }
 
 // Close releases the model; adapters made from it keep it alive inside the library.

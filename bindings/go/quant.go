@@ -80,6 +80,24 @@ func (q *QuantConfig) AddSkipModule(moduleName string) error {
 	return err
 }
 
+// WeightDtype is the dtype weights are rounded through before they are quantized.
+type WeightDtype int32
+
+const (
+	WeightDtypeAuto WeightDtype = C.AXL_WEIGHT_DTYPE_AUTO // each tensor's checkpoint dtype
+	WeightDtypeF32  WeightDtype = C.AXL_WEIGHT_DTYPE_F32
+	WeightDtypeBF16 WeightDtype = C.AXL_WEIGHT_DTYPE_BF16
+	WeightDtypeF16  WeightDtype = C.AXL_WEIGHT_DTYPE_F16
+)
+
+// SetWeightDtype sets the dtype weights are rounded through before they are quantized, as if
+// the model had been loaded in it first (transformers' dtype= at from_pretrained).
+func (q *QuantConfig) SetWeightDtype(dtype WeightDtype) error {
+	err := call(func() C.axl_status { return C.axl_quant_config_set_weight_dtype(q.ptr, C.int32_t(dtype)) })
+	runtime.KeepAlive(q)
+	return err
+}
+
 func cBool(b bool) C.int32_t {
 	if b {
 		return 1

@@ -15,6 +15,9 @@ namespace Axl.Tests
 
         public static readonly TinyLlama Train = new TinyLlama();
 
+        /// <summary>Every linear weight's rows split into whole 64-element blocks (NF4's default block size).</summary>
+        public static readonly TinyLlama Quant = new TinyLlama { Hidden = 64, Intermediate = 128 };
+
         /// <summary>Small enough to load a thousand times quickly, large enough (~350 KB of weights) that a leaked
         /// model shows in resident memory.</summary>
         public static readonly TinyLlama Memory =

@@ -15,7 +15,6 @@ namespace Axl
         Load = 1,
         Forward = 2,
         Backward = 3,
-        Save = 4,
     }
 
     /// <summary>One progress report.</summary>

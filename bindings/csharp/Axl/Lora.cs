@@ -111,6 +111,14 @@ namespace Axl
             AxlException.Check(Native.axl_lora_copy_from(Handle, source.Handle));
         }
 
+        /// <summary>Merges the adapter into its base model and writes a full-precision (bf16) Hugging Face model into
+        /// <paramref name="outDir"/> (created if missing): config.json and model.safetensors (or shards with an
+        /// index). Quantized base weights are dequantized first. No tokenizer files.</summary>
+        public void MergeAndExport(string outDir)
+        {
+            AxlException.Check(Native.axl_lora_merge_and_export(Handle, Utf8.ToNative(outDir, "outDir")));
+        }
+
         public void Dispose()
         {
             Handle.Dispose();

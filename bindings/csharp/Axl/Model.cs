@@ -68,7 +68,19 @@ namespace Axl
         /// <summary>Loads a Hugging Face model directory (config.json + safetensors).</summary>
         public static Model Load(Context context, string modelDir, ModelOptions options = null)
         {
-            byte[] dir = Utf8.ToNative(modelDir, "modelDir");
+            return Load(context, Utf8.ToNative(modelDir, "modelDir"), options, false);
+        }
+
+        /// <summary>Loads a model from a cache file written by <see cref="SaveCache"/>: the file is memory-mapped and
+        /// used where it lies (no checkpoint read, no quantization); every tensor's checksum is verified. A quant
+        /// config in <paramref name="options"/> must not contradict the cache's format.</summary>
+        public static Model LoadCache(Context context, string path, ModelOptions options = null)
+        {
+            return Load(context, Utf8.ToNative(path, "path"), options, true);
+        }
+
+        private static Model Load(Context context, byte[] dir, ModelOptions options, bool cache)
+        {
             var raw = new axl_model_options();
             AxlException.Check(Native.axl_model_options_init(ref raw, Native.SizeOf<axl_model_options>()));
             QuantConfigHandle quant = options != null && options.Quant != null ? options.Quant.Handle : null;
@@ -88,7 +100,9 @@ namespace Axl
                     raw.progress_user_data = GCHandle.ToIntPtr(relayHandle);
                 }
                 ModelHandle handle;
-                AxlException failure = AxlException.FromStatus(Native.axl_model_load(context.Handle, dir, ref raw, out handle));
+                AxlException failure = AxlException.FromStatus(cache
+                    ? Native.axl_model_load_cache(context.Handle, dir, ref raw, out handle)
+                    : Native.axl_model_load(context.Handle, dir, ref raw, out handle));
                 if (relay != null) relay.RethrowFailure();
                 if (failure != null) throw failure;
                 handle.ShareLog(context.Handle.Log);
@@ -110,6 +124,22 @@ namespace Axl
         }
 
         public ModelInfo Info { get { return info; } }
+
+        /// <summary>Bytes of base weights held in <paramref name="format"/> (<see cref="QuantFormat.None"/> counts every
+        /// tensor held in a float dtype). Summed over all formats this is <see cref="ModelInfo.WeightBytes"/>.</summary>
+        public ulong WeightBytes(QuantFormat format)
+        {
+            ulong bytes;
+            AxlException.Check(Native.axl_model_weight_bytes(Handle, (int)format, out bytes));
+            return bytes;
+        }
+
+        /// <summary>Writes the loaded model (config and weights as held, quantized or not) to one cache file at
+        /// <paramref name="path"/>, for <see cref="LoadCache"/>. A failure never leaves a partial file.</summary>
+        public void SaveCache(string path)
+        {
+            AxlException.Check(Native.axl_model_save_cache(Handle, Utf8.ToNative(path, "path")));
+        }
 
         /// <summary>The architecture name ("llama", "qwen3", ...).</summary>
         public string Architecture { get { return Utf8.FromNative(Native.axl_model_architecture(Handle)); } }

@@ -187,12 +187,16 @@ namespace Axl
         [DllImport(Lib, CallingConvention = Cdecl)] internal static extern int axl_quant_config_set_block_size(QuantConfigHandle config, int blockSize);
         [DllImport(Lib, CallingConvention = Cdecl)] internal static extern int axl_quant_config_set_double_quant(QuantConfigHandle config, int enabled);
         [DllImport(Lib, CallingConvention = Cdecl)] internal static extern int axl_quant_config_add_skip_module(QuantConfigHandle config, byte[] moduleName);
+        [DllImport(Lib, CallingConvention = Cdecl)] internal static extern int axl_quant_config_set_weight_dtype(QuantConfigHandle config, int dtype);
 
         [DllImport(Lib, CallingConvention = Cdecl)] internal static extern int axl_model_options_init(ref axl_model_options opts, UIntPtr structSize);
         [DllImport(Lib, CallingConvention = Cdecl)] internal static extern int axl_model_load(ContextHandle ctx, byte[] modelDir, ref axl_model_options opts, out ModelHandle model);
         [DllImport(Lib, CallingConvention = Cdecl)] internal static extern void axl_model_destroy(IntPtr model);
         [DllImport(Lib, CallingConvention = Cdecl)] internal static extern int axl_model_get_info(ModelHandle model, ref axl_model_info info);
         [DllImport(Lib, CallingConvention = Cdecl)] internal static extern IntPtr axl_model_architecture(ModelHandle model);
+        [DllImport(Lib, CallingConvention = Cdecl)] internal static extern int axl_model_weight_bytes(ModelHandle model, int format, out ulong bytes);
+        [DllImport(Lib, CallingConvention = Cdecl)] internal static extern int axl_model_save_cache(ModelHandle model, byte[] path);
+        [DllImport(Lib, CallingConvention = Cdecl)] internal static extern int axl_model_load_cache(ContextHandle ctx, byte[] path, ref axl_model_options opts, out ModelHandle model);
 
         [DllImport(Lib, CallingConvention = Cdecl)] internal static extern int axl_batch_init(ref axl_batch batch, UIntPtr structSize);
 
@@ -203,6 +207,7 @@ namespace Axl
         [DllImport(Lib, CallingConvention = Cdecl)] internal static extern void axl_lora_destroy(IntPtr lora);
         [DllImport(Lib, CallingConvention = Cdecl)] internal static extern int axl_lora_num_parameters(LoraHandle lora, out long count);
         [DllImport(Lib, CallingConvention = Cdecl)] internal static extern int axl_lora_copy_from(LoraHandle dst, LoraHandle src);
+        [DllImport(Lib, CallingConvention = Cdecl)] internal static extern int axl_lora_merge_and_export(LoraHandle lora, byte[] outDir);
 
         // forward/evaluate take an optional adapter: one overload with a handle, one with NULL.
         [DllImport(Lib, CallingConvention = Cdecl)]

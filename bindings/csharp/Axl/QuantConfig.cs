@@ -17,6 +17,16 @@ namespace Axl
         Mxfp4 = 8,
     }
 
+    /// <summary>The dtype weights are rounded through before they are quantized (transformers' dtype=).</summary>
+    public enum WeightDtype
+    {
+        /// <summary>Each tensor's checkpoint dtype (default).</summary>
+        Auto = 0,
+        F32 = 1,
+        Bf16 = 2,
+        F16 = 3,
+    }
+
     /// <summary>A quantization configuration, read by <see cref="Model.Load"/>. Used by one thread at a time.</summary>
     public sealed class QuantConfig : IDisposable
     {
@@ -47,6 +57,13 @@ namespace Axl
         public void AddSkipModule(string moduleName)
         {
             AxlException.Check(Native.axl_quant_config_add_skip_module(Handle, Utf8.ToNative(moduleName, "moduleName")));
+        }
+
+        /// <summary>The dtype weights are rounded through before they are quantized, as if the model had been
+        /// loaded in it first.</summary>
+        public void SetWeightDtype(WeightDtype dtype)
+        {
+            AxlException.Check(Native.axl_quant_config_set_weight_dtype(Handle, (int)dtype));
         }
 
         public void Dispose()

@@ -62,7 +62,6 @@ pub type axl_log_fn =
 pub const AXL_STAGE_LOAD: i32 = 1;
 pub const AXL_STAGE_FORWARD: i32 = 2;
 pub const AXL_STAGE_BACKWARD: i32 = 3;
-pub const AXL_STAGE_SAVE: i32 = 4;
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
@@ -129,6 +128,11 @@ pub const AXL_QUANT_INT8_CHAN: i32 = 5;
 pub const AXL_QUANT_FP8_E4M3: i32 = 6;
 pub const AXL_QUANT_NVFP4: i32 = 7;
 pub const AXL_QUANT_MXFP4: i32 = 8;
+
+pub const AXL_WEIGHT_DTYPE_AUTO: i32 = 0;
+pub const AXL_WEIGHT_DTYPE_F32: i32 = 1;
+pub const AXL_WEIGHT_DTYPE_BF16: i32 = 2;
+pub const AXL_WEIGHT_DTYPE_F16: i32 = 3;
 
 // ---- Model -----------------------------------------------------------------------------------
 
@@ -282,6 +286,7 @@ extern "C" {
         config: *mut axl_quant_config,
         module_name: *const c_char,
     ) -> axl_status;
+    pub fn axl_quant_config_set_weight_dtype(config: *mut axl_quant_config, dtype: i32) -> axl_status;
 
     pub fn axl_model_options_init(opts: *mut axl_model_options, struct_size: usize) -> axl_status;
     pub fn axl_model_load(
@@ -293,6 +298,14 @@ extern "C" {
     pub fn axl_model_destroy(model: *mut axl_model);
     pub fn axl_model_last_error(model: *const axl_model) -> *const c_char;
     pub fn axl_model_get_info(model: *const axl_model, info: *mut axl_model_info) -> axl_status;
+    pub fn axl_model_weight_bytes(model: *const axl_model, format: i32, out: *mut u64) -> axl_status;
+    pub fn axl_model_save_cache(model: *const axl_model, path: *const c_char) -> axl_status;
+    pub fn axl_model_load_cache(
+        ctx: *mut axl_context,
+        path: *const c_char,
+        opts: *const axl_model_options,
+        out: *mut *mut axl_model,
+    ) -> axl_status;
     pub fn axl_model_architecture(model: *const axl_model) -> *const c_char;
 
     pub fn axl_batch_init(batch: *mut axl_batch, struct_size: usize) -> axl_status;
@@ -313,6 +326,7 @@ extern "C" {
     pub fn axl_lora_last_error(lora: *const axl_lora) -> *const c_char;
     pub fn axl_lora_num_parameters(lora: *const axl_lora, out: *mut i64) -> axl_status;
     pub fn axl_lora_copy_from(dst: *mut axl_lora, src: *const axl_lora) -> axl_status;
+    pub fn axl_lora_merge_and_export(lora: *const axl_lora, out_dir: *const c_char) -> axl_status;
 
     pub fn axl_model_forward(
         model: *mut axl_model,

@@ -22,8 +22,6 @@ pub enum Stage {
     Forward,
     /// Backward pass of a training step (one report per layer).
     Backward,
-    /// Writing a file.
-    Save,
     /// A stage newer than this crate.
     Unknown(i32),
 }
@@ -34,7 +32,6 @@ impl Stage {
             sys::AXL_STAGE_LOAD => Stage::Load,
             sys::AXL_STAGE_FORWARD => Stage::Forward,
             sys::AXL_STAGE_BACKWARD => Stage::Backward,
-            sys::AXL_STAGE_SAVE => Stage::Save,
             other => Stage::Unknown(other),
         }
     }

@@ -49,7 +49,7 @@ pub use error::{Error, ErrorCode, Result};
 pub use lora::{Lora, LoraInit, LoraOptions};
 pub use model::{EvalResult, Model, ModelInfo, ModelOptions};
 pub use optimizer::{Optimizer, OptimizerOptions, OptimizerParam, Schedule};
-pub use quant::{QuantConfig, QuantFormat};
+pub use quant::{QuantConfig, QuantFormat, WeightDtype};
 pub use trainer::{StepResult, Trainer, TrainerOptions};
 
 /// Version of the loaded library as "MAJOR.MINOR.PATCH".

@@ -148,6 +148,14 @@ impl Lora {
         check(unsafe { sys::axl_lora_copy_from(self.raw.as_ptr(), source.raw.as_ptr()) })
     }
 
+    /// Merges the adapter into its base model and writes a full-precision (bf16) Hugging Face
+    /// model into `out_dir` (created if missing): config.json and model.safetensors (or shards
+    /// with an index). Quantized base weights are dequantized first. No tokenizer files.
+    pub fn merge_and_export(&self, out_dir: impl AsRef<Path>) -> Result<()> {
+        let dir = c_path(out_dir.as_ref())?;
+        check(unsafe { sys::axl_lora_merge_and_export(self.raw.as_ptr(), dir.as_ptr()) })
+    }
+
     pub fn as_raw(&self) -> *mut sys::axl_lora {
         self.raw.as_ptr()
     }

@@ -12,7 +12,7 @@ use crate::callback::{LogSink, Progress, ProgressCallback, ProgressFlow};
 use crate::context::Context;
 use crate::error::{check, Error, Result};
 use crate::lora::Lora;
-use crate::quant::QuantConfig;
+use crate::quant::{QuantConfig, QuantFormat};
 use crate::strings::{borrowed_str, c_path};
 
 /// Options of [`Model::load_with`].
@@ -91,7 +91,39 @@ impl Model {
     }
 
     pub fn load_with(ctx: &Context, model_dir: impl AsRef<Path>, options: ModelOptions<'_>) -> Result<Model> {
-        let dir = c_path(model_dir.as_ref())?;
+        Model::load_impl(ctx, model_dir.as_ref(), options, sys::axl_model_load, "axl_model_load")
+    }
+
+    /// Loads a model from a cache file written by [`save_cache`](Self::save_cache): the file is
+    /// memory-mapped and used where it lies (no checkpoint read, no quantization). Every
+    /// tensor's checksum is verified.
+    pub fn load_cache(ctx: &Context, path: impl AsRef<Path>) -> Result<Model> {
+        Model::load_cache_with(ctx, path, ModelOptions::new())
+    }
+
+    /// As [`load_cache`](Self::load_cache); a quant config given must not contradict the cache's
+    /// format, and the progress callback is called once per tensor.
+    pub fn load_cache_with(
+        ctx: &Context,
+        path: impl AsRef<Path>,
+        options: ModelOptions<'_>,
+    ) -> Result<Model> {
+        Model::load_impl(ctx, path.as_ref(), options, sys::axl_model_load_cache, "axl_model_load_cache")
+    }
+
+    fn load_impl(
+        ctx: &Context,
+        path: &Path,
+        options: ModelOptions<'_>,
+        load: unsafe extern "C" fn(
+            *mut sys::axl_context,
+            *const std::ffi::c_char,
+            *const sys::axl_model_options,
+            *mut *mut sys::axl_model,
+        ) -> sys::axl_status,
+        what: &str,
+    ) -> Result<Model> {
+        let dir = c_path(path)?;
         let mut raw_options = MaybeUninit::<sys::axl_model_options>::zeroed();
         unsafe {
             sys::axl_model_options_init(
@@ -108,13 +140,13 @@ impl Model {
         }
         let mut out = ptr::null_mut();
         // SAFETY: every pointer is valid for the call; the callback outlives it.
-        let status = unsafe { sys::axl_model_load(ctx.as_raw(), dir.as_ptr(), &raw_options, &mut out) };
+        let status = unsafe { load(ctx.as_raw(), dir.as_ptr(), &raw_options, &mut out) };
         let result = check(status);
         if let Some(progress) = &options.progress {
             progress.resume_panic();
         }
         result?;
-        let raw = NonNull::new(out).expect("axl_model_load returned NULL");
+        let raw = NonNull::new(out).unwrap_or_else(|| panic!("{what} returned NULL"));
         let info = match Model::read_info(raw) {
             Ok(info) => info,
             Err(error) => {
@@ -123,6 +155,21 @@ impl Model {
             }
         };
         Ok(Model { raw, info, log: ctx.log.clone() })
+    }
+
+    /// Bytes of base weights held in `format` ([`QuantFormat::None`] counts every tensor held in
+    /// a float dtype). Summed over all formats this is [`ModelInfo::weight_bytes`].
+    pub fn weight_bytes(&self, format: QuantFormat) -> Result<u64> {
+        let mut bytes = 0u64;
+        check(unsafe { sys::axl_model_weight_bytes(self.raw.as_ptr(), format.raw(), &mut bytes) })?;
+        Ok(bytes)
+    }
+
+    /// Writes the loaded model (config and weights as held, quantized or not) to one cache file
+    /// at `path`, for [`load_cache`](Self::load_cache). Never leaves a partial file.
+    pub fn save_cache(&self, path: impl AsRef<Path>) -> Result<()> {
+        let path = c_path(path.as_ref())?;
+        check(unsafe { sys::axl_model_save_cache(self.raw.as_ptr(), path.as_ptr()) })
     }
 
     fn read_info(raw: NonNull<sys::axl_model>) -> Result<ModelInfo> {

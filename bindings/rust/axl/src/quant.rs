@@ -24,7 +24,7 @@ pub enum QuantFormat {
 }
 
 impl QuantFormat {
-    fn raw(self) -> i32 {
+    pub(crate) fn raw(self) -> i32 {
         match self {
             QuantFormat::None => sys::AXL_QUANT_NONE,
             QuantFormat::Nf4 => sys::AXL_QUANT_NF4,
@@ -35,6 +35,29 @@ impl QuantFormat {
             QuantFormat::Fp8E4m3 => sys::AXL_QUANT_FP8_E4M3,
             QuantFormat::Nvfp4 => sys::AXL_QUANT_NVFP4,
             QuantFormat::Mxfp4 => sys::AXL_QUANT_MXFP4,
+        }
+    }
+}
+
+/// The dtype weights are rounded through before they are quantized (transformers' `dtype=`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum WeightDtype {
+    /// Each tensor's checkpoint dtype.
+    #[default]
+    Auto,
+    F32,
+    Bf16,
+    F16,
+}
+
+impl WeightDtype {
+    fn raw(self) -> i32 {
+        match self {
+            WeightDtype::Auto => sys::AXL_WEIGHT_DTYPE_AUTO,
+            WeightDtype::F32 => sys::AXL_WEIGHT_DTYPE_F32,
+            WeightDtype::Bf16 => sys::AXL_WEIGHT_DTYPE_BF16,
+            WeightDtype::F16 => sys::AXL_WEIGHT_DTYPE_F16,
         }
     }
 }
@@ -73,6 +96,12 @@ impl QuantConfig {
     pub fn add_skip_module(&mut self, module_name: &str) -> Result<()> {
         let name = c_string(module_name, "module_name")?;
         check(unsafe { sys::axl_quant_config_add_skip_module(self.raw.as_ptr(), name.as_ptr()) })
+    }
+
+    /// The dtype weights are rounded through before they are quantized, as if the model had
+    /// been loaded in it first.
+    pub fn set_weight_dtype(&mut self, dtype: WeightDtype) -> Result<()> {
+        check(unsafe { sys::axl_quant_config_set_weight_dtype(self.raw.as_ptr(), dtype.raw()) })
     }
 
     pub fn as_raw(&self) -> *mut sys::axl_quant_config {

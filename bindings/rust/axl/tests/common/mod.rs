@@ -28,6 +28,17 @@ pub const TRAIN_MODEL: TinyLlama = TinyLlama {
     tie_word_embeddings: false,
 };
 
+/// Every linear weight's rows split into whole 64-element blocks (NF4's default block size).
+pub const QUANT_MODEL: TinyLlama = TinyLlama {
+    vocab: 64,
+    hidden: 64,
+    intermediate: 128,
+    layers: 2,
+    heads: 4,
+    kv_heads: 2,
+    tie_word_embeddings: false,
+};
+
 /// Small enough to load a thousand times quickly, large enough (~350 KB of weights) that a
 /// leaked model would show in the process's resident memory.
 pub const MEMORY_MODEL: TinyLlama = TinyLlama {
