@@ -20,6 +20,7 @@
 
 #include "axl.h"
 #include "demo_checkpoint.h"
+#include "example_util.h"
 
 typedef struct options {
     const char *model_dir;
@@ -34,12 +35,6 @@ static double now_seconds(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static int check(axl_status status, const char *what) {
-    if (status == AXL_OK) return 0;
-    fprintf(stderr, "error: %s failed (%s): %s\n", what, axl_status_string(status), axl_last_error());
-    return 1;
 }
 
 /* ---- Training ----------------------------------------------------------------------------- */

@@ -23,29 +23,9 @@
 
 #include "axl.h"
 #include "demo_checkpoint.h"
+#include "example_util.h"
 
 enum { PROMPTS = 4, PROMPT_LEN = 12, TRAIN_BATCH = 8, SEQ_LEN = 32, HELD_OUT_ROWS = 16 };
-
-static int check(axl_status status, const char *what) {
-    if (status == AXL_OK) return 0;
-    fprintf(stderr, "error: %s failed (%s): %s\n", what, axl_status_string(status), axl_last_error());
-    return 1;
-}
-
-static axl_batch token_batch(const int32_t *tokens, int32_t rows, int32_t seq_len) {
-    axl_batch batch;
-    axl_batch_init(&batch, sizeof batch);
-    batch.batch_size = rows;
-    batch.seq_len = seq_len;
-    batch.tokens = tokens;
-    return batch;
-}
-
-static void arithmetic_rows(int32_t *tokens, int32_t rows, int32_t seq_len, int32_t vocab,
-                            demo_rng *rng) {
-    for (int32_t r = 0; r < rows; ++r)
-        demo_arithmetic_window(tokens + (size_t)r * seq_len, seq_len, r, vocab, rng);
-}
 
 /* The server's side: what a request handler would do with the adapter it serves. */
 typedef struct server {
