@@ -61,6 +61,48 @@ inline ContextPtr make_context() {
     return ContextPtr(ctx);
 }
 
+// An adapter of `rank`/`alpha` over `model` (all-linear), AdamW at `lr` and a default trainer:
+// the handles a training test needs. Fields stay empty when a call fails; the test reports it.
+struct TrainingStack {
+    LoraPtr lora;
+    OptimizerPtr optimizer;
+    TrainerPtr trainer;
+    std::string failure;  // the failing call and its message, empty on success
+};
+
+inline TrainingStack make_training_stack(axl_model* model, int32_t rank, double alpha, double lr) {
+    TrainingStack stack;
+    axl_lora_options lora_opts;
+    axl_lora_options_init(&lora_opts, sizeof lora_opts);
+    lora_opts.rank = rank;
+    lora_opts.alpha = alpha;
+    axl_lora* lora = nullptr;
+    axl_status status = axl_lora_create(model, &lora_opts, &lora);
+    if (status != AXL_OK) {
+        stack.failure = "axl_lora_create: " + describe_failure(status);
+        return stack;
+    }
+    stack.lora.reset(lora);
+    axl_optimizer_options opt_opts;
+    axl_optimizer_options_init(&opt_opts, sizeof opt_opts);
+    opt_opts.lr = lr;
+    axl_optimizer* optimizer = nullptr;
+    status = axl_optimizer_create(lora, &opt_opts, &optimizer);
+    if (status != AXL_OK) {
+        stack.failure = "axl_optimizer_create: " + describe_failure(status);
+        return stack;
+    }
+    stack.optimizer.reset(optimizer);
+    axl_trainer* trainer = nullptr;
+    status = axl_trainer_create(optimizer, nullptr, &trainer);
+    if (status != AXL_OK) {
+        stack.failure = "axl_trainer_create: " + describe_failure(status);
+        return stack;
+    }
+    stack.trainer.reset(trainer);
+    return stack;
+}
+
 inline axl_batch make_batch(int32_t batch_size, int32_t seq_len, const int32_t* tokens,
                             const int32_t* labels = nullptr, const int32_t* segment_ids = nullptr) {
     axl_batch batch;

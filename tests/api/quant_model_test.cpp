@@ -82,22 +82,10 @@ TEST_F(QuantModelApi, TrainingOverEach4BitBaseLowersTheLossAndTheAdapterReproduc
         ModelPtr model = load(quant.get());
         ASSERT_TRUE(model);
 
-        axl_lora_options lora_opts;
-        axl_lora_options_init(&lora_opts, sizeof lora_opts);
-        lora_opts.rank = 8;
-        lora_opts.alpha = 16;
-        axl_lora* lora_raw = nullptr;
-        AXL_ASSERT_OK(axl_lora_create(model.get(), &lora_opts, &lora_raw));
-        LoraPtr lora(lora_raw);
-        axl_optimizer_options opt_opts;
-        axl_optimizer_options_init(&opt_opts, sizeof opt_opts);
-        opt_opts.lr = 5e-3;
-        axl_optimizer* optimizer_raw = nullptr;
-        AXL_ASSERT_OK(axl_optimizer_create(lora.get(), &opt_opts, &optimizer_raw));
-        OptimizerPtr optimizer(optimizer_raw);
-        axl_trainer* trainer_raw = nullptr;
-        AXL_ASSERT_OK(axl_trainer_create(optimizer.get(), nullptr, &trainer_raw));
-        TrainerPtr trainer(trainer_raw);
+        TrainingStack stack = make_training_stack(model.get(), 8, 16, 5e-3);
+        ASSERT_TRUE(stack.failure.empty()) << stack.failure;
+        const LoraPtr& lora = stack.lora;
+        const TrainerPtr& trainer = stack.trainer;
 
         const axl_batch b = batch();
         axl_eval_result before;
