@@ -33,14 +33,28 @@ uint64_t dropout_seed(const PassContext& pass, int layer_index, int slot) {
                                 0x9e3779b97f4a7c15ull);
 }
 
+// What forward and backward of one projection share: the frozen linear, the adapter's scaling
+// and dropout, and the context of the call.
+struct Projection {
+    const Linear& linear;
+    float scaling;
+    float dropout;
+    LoraLinearContext ctx;
+};
+
+Projection projection(const PassContext& pass, const DecoderLayer& layer, int layer_index, int slot) {
+    const bool adapted = pass.lora != nullptr;
+    return Projection{linear_of(layer, slot), adapted ? pass.lora->config.scaling() : 0.0f,
+                      adapted ? static_cast<float>(pass.lora->config.dropout) : 0.0f,
+                      LoraLinearContext{pass.allocator, pass.training,
+                                        dropout_seed(pass, layer_index, slot)}};
+}
+
 void project(const PassContext& pass, const DecoderLayer& layer, int layer_index, int slot,
              const float* x, float* y, LayerSaved* saved) {
-    const Linear& linear = linear_of(layer, slot);
-    const LoraModule* module = pass.lora != nullptr ? pass.lora->find(&linear) : nullptr;
-    float scaling = pass.lora != nullptr ? pass.lora->config.scaling() : 0.0f;
-    float dropout = pass.lora != nullptr ? static_cast<float>(pass.lora->config.dropout) : 0.0f;
-    LoraLinearContext ctx{pass.allocator, pass.training, dropout_seed(pass, layer_index, slot)};
-    lora_linear_forward(y, x, pass.batch.num_tokens(), linear, module, scaling, dropout, ctx,
+    Projection p = projection(pass, layer, layer_index, slot);
+    const LoraModule* module = pass.lora != nullptr ? pass.lora->find(&p.linear) : nullptr;
+    lora_linear_forward(y, x, pass.batch.num_tokens(), p.linear, module, p.scaling, p.dropout, p.ctx,
                         saved != nullptr ? &saved->linear[slot] : nullptr);
 }
 
@@ -48,20 +62,15 @@ void project(const PassContext& pass, const DecoderLayer& layer, int layer_index
 void project_backward(const PassContext& pass, const DecoderLayer& layer, int layer_index, int slot,
                       const LayerSaved& saved, const float* x, const float* dy, float* dx,
                       bool accumulate) {
-    const Linear& linear = linear_of(layer, slot);
-    LoraModule* module = pass.trainable != nullptr ? pass.trainable->find(&linear) : nullptr;
-    float scaling = pass.lora != nullptr ? pass.lora->config.scaling() : 0.0f;
-    float dropout = pass.lora != nullptr ? static_cast<float>(pass.lora->config.dropout) : 0.0f;
-    LoraLinearContext ctx{pass.allocator, pass.training, dropout_seed(pass, layer_index, slot)};
+    Projection p = projection(pass, layer, layer_index, slot);
+    LoraModule* module = pass.trainable != nullptr ? pass.trainable->find(&p.linear) : nullptr;
     const int64_t n = pass.batch.num_tokens();
-    if (!accumulate) {
-        lora_linear_backward(dx, dy, x, n, linear, module, scaling, dropout, ctx, saved.linear[slot]);
-        return;
-    }
-    Tensor part = activation(pass, n, linear.in_features, "projection input gradient");
-    lora_linear_backward(part.f32(), dy, x, n, linear, module, scaling, dropout, ctx,
+    Tensor part;
+    if (accumulate) part = activation(pass, n, p.linear.in_features, "projection input gradient");
+    float* out = accumulate ? part.f32() : dx;
+    lora_linear_backward(out, dy, x, n, p.linear, module, p.scaling, p.dropout, p.ctx,
                          saved.linear[slot]);
-    cpu::add_inplace(dx, part.f32(), part.numel());
+    if (accumulate) cpu::add_inplace(dx, part.f32(), part.numel());
 }
 
 }  // namespace
