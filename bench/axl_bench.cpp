@@ -1,6 +1,9 @@
 // axl-bench: LoRA training steps on the CUDA backend over synthetic Llama shapes (random
 // weights built in memory, no checkpoint files), the numbers of docs/benchmarks.md.
 //   axl_bench [--models 1b,8b] [--bases bf16,nf4] [--batches 1,4] [--seq 2048] [--steps 5] [--warmup 2]
+//             [--profile 1]
+// --profile 1 adds one more step per case with per-op device timing (StepProfile) and prints
+// where its time went.
 // Shapes: 1b = hidden 2048, 16 layers, MLP 8192, 32/8 heads of 64, vocab 128256 (tied
 // embeddings, as Llama 3.2 1B); 8b = hidden 4096, 32 layers, MLP 14336, 32/8 heads of 128, vocab
 // 128256 (as Llama 3.1 8B). LoRA r=16, alpha 32 on every decoder linear, AdamW, clipping at 1,
@@ -108,12 +111,33 @@ double step_flops(const BenchShape& s, int rank, int64_t batch, int64_t seq) {
     return per_token * batch * seq;
 }
 
+// One more step with per-op device timing: a table of op, ms, share of the step, calls.
+void print_profile(cuda::Runtime& runtime, Trainer& trainer, const axl_batch& batch) {
+    cuda::StepProfile& profile = runtime.profile();
+    profile.set_enabled(true);
+    const auto t0 = std::chrono::steady_clock::now();
+    trainer.step(batch);
+    const double wall_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    std::vector<cuda::StepProfile::Entry> entries = profile.take_summary(runtime.device().stream());
+    profile.set_enabled(false);
+    std::sort(entries.begin(), entries.end(), [](const auto& a, const auto& b) { return a.ms > b.ms; });
+    double timed = 0;
+    for (const auto& e : entries) timed += e.ms;
+    std::printf("  profile of one step: %.1f ms wall, %.1f ms in timed device work\n", wall_ms, timed);
+    for (const auto& e : entries)
+        std::printf("    %-34s %9.2f ms %5.1f%% %6lld calls\n", e.name.c_str(), e.ms, 100.0 * e.ms / wall_ms,
+                    static_cast<long long>(e.calls));
+    std::printf("    %-34s %9.2f ms %5.1f%%\n", "(host work and gaps)", wall_ms - timed,
+                100.0 * (wall_ms - timed) / wall_ms);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
     std::string models = "1b,8b", bases = "bf16,nf4", batches = "1,4";
     int64_t seq = 2048;
     int steps = 5, warmup = 2;
+    bool profile = false;
     for (int i = 1; i + 1 < argc; i += 2) {
         std::string flag = argv[i], value = argv[i + 1];
         if (flag == "--models") models = value;
@@ -122,6 +146,7 @@ int main(int argc, char** argv) {
         else if (flag == "--seq") seq = std::stoll(value);
         else if (flag == "--steps") steps = std::stoi(value);
         else if (flag == "--warmup") warmup = std::stoi(value);
+        else if (flag == "--profile") profile = value != "0";
         else {
             std::fprintf(stderr, "unknown flag %s\n", flag.c_str());
             return 2;
@@ -193,6 +218,7 @@ int main(int argc, char** argv) {
                                 base.c_str(), static_cast<long long>(batch), static_cast<long long>(seq),
                                 seconds * 1e3, batch * seq / seconds, context->device_peak_bytes() / 1073741824.0,
                                 tflops, 100.0 * tflops / ceiling, loss);
+                    if (profile) print_profile(*context->cuda(), trainer, b);
                 } catch (const Error& e) {
                     std::printf("%-6s %-5s %5lld %5lld failed: %s\n", shape->name, base.c_str(),
                                 static_cast<long long>(batch), static_cast<long long>(seq), e.what());

@@ -21,7 +21,8 @@ namespace {
 // scratch (stream order makes the reuse safe: the previous GEMM has read it).
 const bf16* weight_of(const DevicePass& pass, const DeviceLinear& linear) {
     if (!linear.is_packed()) return linear.weight;
-    dequantize_bnb_4bit_rows(linear.packed, 0, linear.out, pass.weight_scratch, pass.stream());
+    ProfileScope timed = pass.timed("dequantize base weight");
+    dequantize_weight(linear, pass.weight_scratch, pass.stream());
     return pass.weight_scratch;
 }
 
@@ -31,9 +32,14 @@ void project(const DevicePass& pass, int layer_index, int slot, const bf16* x, b
     const DeviceLoraModule* module = pass.lora != nullptr ? pass.lora->module(layer_index, slot) : nullptr;
     BlasLt& blas = pass.runtime.blas();
     const int64_t n = pass.batch.num_tokens();
-    matmul(blas, y, x, weight_of(pass, linear), n, linear.out, linear.in, false, true, 1.0f, 0.0f);
-    if (linear.bias != nullptr) add_bias_forward(y, linear.bias, n, linear.out, pass.stream());
+    const bf16* weight = weight_of(pass, linear);
+    {
+        ProfileScope timed = pass.timed("base GEMM forward");
+        matmul(blas, y, x, weight, n, linear.out, linear.in, false, true, 1.0f, 0.0f);
+        if (linear.bias != nullptr) add_bias_forward(y, linear.bias, n, linear.out, pass.stream());
+    }
     if (module == nullptr) return;
+    ProfileScope timed = pass.timed("LoRA forward");
     DeviceBuffer u = device_bf16(pass, n, module->rank, "LoRA x A^T");
     matmul(blas, u.as<bf16>(), x, module->a, n, module->rank, linear.in, false, true, 1.0f, 0.0f);
     matmul(blas, y, u.as<bf16>(), module->b, n, linear.out, module->rank, false, true, pass.lora->scaling(), 1.0f);
@@ -47,9 +53,13 @@ void project_backward(const DevicePass& pass, int layer_index, int slot, const D
     const DeviceLoraModule* module = pass.lora != nullptr ? pass.lora->module(layer_index, slot) : nullptr;
     BlasLt& blas = pass.runtime.blas();
     const int64_t n = pass.batch.num_tokens();
-    matmul(blas, dx, dy, weight_of(pass, linear), n, linear.in, linear.out, false, false, 1.0f,
-           accumulate ? 1.0f : 0.0f);
+    const bf16* weight = weight_of(pass, linear);
+    {
+        ProfileScope timed = pass.timed("base GEMM backward (dx)");
+        matmul(blas, dx, dy, weight, n, linear.in, linear.out, false, false, 1.0f, accumulate ? 1.0f : 0.0f);
+    }
     if (module == nullptr) return;
+    ProfileScope timed = pass.timed("LoRA backward");
     const float s = pass.lora->scaling();
     const bf16* u = saved.lora_u[slot].as<bf16>();
     // dB += s dy^T u;  du = s dy B;  dA += du^T x;  dx += du A.
@@ -80,7 +90,10 @@ void device_layer_forward(const DevicePass& pass, int layer_index, const bf16* x
     // Attention block.
     s.norm1 = device_bf16(pass, n, hidden, "input norm");
     s.rstd1 = device_f32(pass, n, 1, "input norm rstd");
-    rmsnorm_forward(s.norm1.as<bf16>(), s.rstd1.as<float>(), x, layer.input_norm, n, hidden, eps, stream);
+    {
+        ProfileScope timed = pass.timed("rmsnorm forward");
+        rmsnorm_forward(s.norm1.as<bf16>(), s.rstd1.as<float>(), x, layer.input_norm, n, hidden, eps, stream);
+    }
 
     s.q = device_bf16(pass, n, q_width, "q");
     s.k = device_bf16(pass, n, kv_width, "k");
@@ -92,44 +105,71 @@ void device_layer_forward(const DevicePass& pass, int layer_index, const bf16* x
         project(pass, layer_index, kSlotK, s.norm1.as<bf16>(), s.k_raw.as<bf16>(), keep);
         s.rstd_q = device_f32(pass, n * c.num_heads, 1, "q norm rstd");
         s.rstd_k = device_f32(pass, n * c.num_kv_heads, 1, "k norm rstd");
-        rmsnorm_forward(s.q.as<bf16>(), s.rstd_q.as<float>(), s.q_raw.as<bf16>(), layer.q_norm,
-                        n * c.num_heads, c.head_dim, eps, stream);
-        rmsnorm_forward(s.k.as<bf16>(), s.rstd_k.as<float>(), s.k_raw.as<bf16>(), layer.k_norm,
-                        n * c.num_kv_heads, c.head_dim, eps, stream);
+        {
+            ProfileScope timed = pass.timed("rmsnorm forward");
+            rmsnorm_forward(s.q.as<bf16>(), s.rstd_q.as<float>(), s.q_raw.as<bf16>(), layer.q_norm,
+                            n * c.num_heads, c.head_dim, eps, stream);
+        }
+        {
+            ProfileScope timed = pass.timed("rmsnorm forward");
+            rmsnorm_forward(s.k.as<bf16>(), s.rstd_k.as<float>(), s.k_raw.as<bf16>(), layer.k_norm,
+                            n * c.num_kv_heads, c.head_dim, eps, stream);
+        }
     } else {
         project(pass, layer_index, kSlotQ, s.norm1.as<bf16>(), s.q.as<bf16>(), keep);
         project(pass, layer_index, kSlotK, s.norm1.as<bf16>(), s.k.as<bf16>(), keep);
     }
     project(pass, layer_index, kSlotV, s.norm1.as<bf16>(), s.v.as<bf16>(), keep);
     const int32_t* positions = pass.batch.positions;
-    rope_forward(s.q.as<bf16>(), positions, pass.rope_cos, pass.rope_sin, n, c.num_heads, c.head_dim, stream);
-    rope_forward(s.k.as<bf16>(), positions, pass.rope_cos, pass.rope_sin, n, c.num_kv_heads, c.head_dim, stream);
+    {
+        ProfileScope timed = pass.timed("rope forward");
+        rope_forward(s.q.as<bf16>(), positions, pass.rope_cos, pass.rope_sin, n, c.num_heads, c.head_dim, stream);
+    }
+    {
+        ProfileScope timed = pass.timed("rope forward");
+        rope_forward(s.k.as<bf16>(), positions, pass.rope_cos, pass.rope_sin, n, c.num_kv_heads, c.head_dim, stream);
+    }
 
     s.attn = device_bf16(pass, n, q_width, "attention output");
     s.lse = device_f32(pass, n, c.num_heads, "attention lse");
     const float scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
-    attention_forward(s.attn.as<bf16>(), s.lse.as<float>(), s.q.as<bf16>(), s.k.as<bf16>(), s.v.as<bf16>(),
-                      pass.batch.segments, pass.batch.batch_size, pass.batch.seq_len, c.num_heads,
-                      c.num_kv_heads, c.head_dim, scale, stream);
+    {
+        ProfileScope timed = pass.timed("attention forward");
+        attention_forward(s.attn.as<bf16>(), s.lse.as<float>(), s.q.as<bf16>(), s.k.as<bf16>(), s.v.as<bf16>(),
+                          pass.batch.segments, pass.batch.batch_size, pass.batch.seq_len, c.num_heads,
+                          c.num_kv_heads, c.head_dim, scale, stream);
+    }
 
     s.h = device_bf16(pass, n, hidden, "attention residual");
     project(pass, layer_index, kSlotO, s.attn.as<bf16>(), s.h.as<bf16>(), keep);
-    add_inplace(s.h.as<bf16>(), x, n * hidden, stream);
+    {
+        ProfileScope timed = pass.timed("residual add");
+        add_inplace(s.h.as<bf16>(), x, n * hidden, stream);
+    }
 
     // MLP block.
     s.norm2 = device_bf16(pass, n, hidden, "post-attention norm");
     s.rstd2 = device_f32(pass, n, 1, "post-attention norm rstd");
-    rmsnorm_forward(s.norm2.as<bf16>(), s.rstd2.as<float>(), s.h.as<bf16>(), layer.post_attention_norm, n,
-                    hidden, eps, stream);
+    {
+        ProfileScope timed = pass.timed("rmsnorm forward");
+        rmsnorm_forward(s.norm2.as<bf16>(), s.rstd2.as<float>(), s.h.as<bf16>(), layer.post_attention_norm, n,
+                        hidden, eps, stream);
+    }
     const int64_t inter = c.intermediate_size;
     s.gate = device_bf16(pass, n, inter, "mlp gate");
     s.up = device_bf16(pass, n, inter, "mlp up");
     s.act = device_bf16(pass, n, inter, "mlp activation");
     project(pass, layer_index, kSlotGate, s.norm2.as<bf16>(), s.gate.as<bf16>(), keep);
     project(pass, layer_index, kSlotUp, s.norm2.as<bf16>(), s.up.as<bf16>(), keep);
-    swiglu_forward(s.act.as<bf16>(), s.gate.as<bf16>(), s.up.as<bf16>(), n * inter, stream);
+    {
+        ProfileScope timed = pass.timed("swiglu forward");
+        swiglu_forward(s.act.as<bf16>(), s.gate.as<bf16>(), s.up.as<bf16>(), n * inter, stream);
+    }
     project(pass, layer_index, kSlotDown, s.act.as<bf16>(), y, keep);
-    add_inplace(y, s.h.as<bf16>(), n * hidden, stream);
+    {
+        ProfileScope timed = pass.timed("residual add");
+        add_inplace(y, s.h.as<bf16>(), n * hidden, stream);
+    }
 }
 
 void device_layer_backward(const DevicePass& pass, int layer_index, const bf16* x,
@@ -148,8 +188,11 @@ void device_layer_backward(const DevicePass& pass, int layer_index, const bf16* 
     project_backward(pass, layer_index, kSlotDown, s, s.act.as<bf16>(), dy, d_act.as<bf16>(), false);
     DeviceBuffer d_gate = device_bf16(pass, n, inter, "mlp gate gradient");
     DeviceBuffer d_up = device_bf16(pass, n, inter, "mlp up gradient");
-    swiglu_backward(d_gate.as<bf16>(), d_up.as<bf16>(), d_act.as<bf16>(), s.gate.as<bf16>(), s.up.as<bf16>(),
-                    n * inter, stream);
+    {
+        ProfileScope timed = pass.timed("swiglu backward");
+        swiglu_backward(d_gate.as<bf16>(), d_up.as<bf16>(), d_act.as<bf16>(), s.gate.as<bf16>(), s.up.as<bf16>(),
+                        n * inter, stream);
+    }
     d_act = DeviceBuffer();
     DeviceBuffer d_norm2 = device_bf16(pass, n, hidden, "post-attention norm gradient");
     project_backward(pass, layer_index, kSlotGate, s, s.norm2.as<bf16>(), d_gate.as<bf16>(), d_norm2.as<bf16>(),
@@ -158,9 +201,15 @@ void device_layer_backward(const DevicePass& pass, int layer_index, const bf16* 
     d_gate = DeviceBuffer();
     d_up = DeviceBuffer();
     DeviceBuffer d_h = device_bf16(pass, n, hidden, "attention residual gradient");
-    rmsnorm_backward(d_h.as<bf16>(), nullptr, d_norm2.as<bf16>(), s.h.as<bf16>(), layer.post_attention_norm,
-                     s.rstd2.as<float>(), n, hidden, stream);
-    add_inplace(d_h.as<bf16>(), dy, n * hidden, stream);
+    {
+        ProfileScope timed = pass.timed("rmsnorm backward");
+        rmsnorm_backward(d_h.as<bf16>(), nullptr, d_norm2.as<bf16>(), s.h.as<bf16>(), layer.post_attention_norm,
+                         s.rstd2.as<float>(), n, hidden, stream);
+    }
+    {
+        ProfileScope timed = pass.timed("residual add");
+        add_inplace(d_h.as<bf16>(), dy, n * hidden, stream);
+    }
 
     // Attention block: h = x + o(attn(q, k, v)).
     DeviceBuffer d_attn = device_bf16(pass, n, q_width, "attention output gradient");
@@ -173,20 +222,35 @@ void device_layer_backward(const DevicePass& pass, int layer_index, const bf16* 
                                                                          c.num_heads),
                        "attention backward scratch");
     const float scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
-    attention_backward(dq.as<bf16>(), dk.as<bf16>(), dv.as<bf16>(), d_attn.as<bf16>(), s.attn.as<bf16>(),
-                       s.q.as<bf16>(), s.k.as<bf16>(), s.v.as<bf16>(), s.lse.as<float>(), delta.as<float>(),
-                       pass.batch.segments, pass.batch.batch_size, pass.batch.seq_len, c.num_heads, c.num_kv_heads,
-                       c.head_dim, scale, stream);
+    {
+        ProfileScope timed = pass.timed("attention backward");
+        attention_backward(dq.as<bf16>(), dk.as<bf16>(), dv.as<bf16>(), d_attn.as<bf16>(), s.attn.as<bf16>(),
+                           s.q.as<bf16>(), s.k.as<bf16>(), s.v.as<bf16>(), s.lse.as<float>(), delta.as<float>(),
+                           pass.batch.segments, pass.batch.batch_size, pass.batch.seq_len, c.num_heads, c.num_kv_heads,
+                           c.head_dim, scale, stream);
+    }
     const int32_t* positions = pass.batch.positions;
-    rope_backward(dq.as<bf16>(), positions, pass.rope_cos, pass.rope_sin, n, c.num_heads, c.head_dim, stream);
-    rope_backward(dk.as<bf16>(), positions, pass.rope_cos, pass.rope_sin, n, c.num_kv_heads, c.head_dim, stream);
+    {
+        ProfileScope timed = pass.timed("rope backward");
+        rope_backward(dq.as<bf16>(), positions, pass.rope_cos, pass.rope_sin, n, c.num_heads, c.head_dim, stream);
+    }
+    {
+        ProfileScope timed = pass.timed("rope backward");
+        rope_backward(dk.as<bf16>(), positions, pass.rope_cos, pass.rope_sin, n, c.num_kv_heads, c.head_dim, stream);
+    }
     if (c.qk_norm) {
         DeviceBuffer dq_raw = device_bf16(pass, n, q_width, "q before norm gradient");
         DeviceBuffer dk_raw = device_bf16(pass, n, kv_width, "k before norm gradient");
-        rmsnorm_backward(dq_raw.as<bf16>(), nullptr, dq.as<bf16>(), s.q_raw.as<bf16>(), layer.q_norm,
-                         s.rstd_q.as<float>(), n * c.num_heads, c.head_dim, stream);
-        rmsnorm_backward(dk_raw.as<bf16>(), nullptr, dk.as<bf16>(), s.k_raw.as<bf16>(), layer.k_norm,
-                         s.rstd_k.as<float>(), n * c.num_kv_heads, c.head_dim, stream);
+        {
+            ProfileScope timed = pass.timed("rmsnorm backward");
+            rmsnorm_backward(dq_raw.as<bf16>(), nullptr, dq.as<bf16>(), s.q_raw.as<bf16>(), layer.q_norm,
+                             s.rstd_q.as<float>(), n * c.num_heads, c.head_dim, stream);
+        }
+        {
+            ProfileScope timed = pass.timed("rmsnorm backward");
+            rmsnorm_backward(dk_raw.as<bf16>(), nullptr, dk.as<bf16>(), s.k_raw.as<bf16>(), layer.k_norm,
+                             s.rstd_k.as<float>(), n * c.num_kv_heads, c.head_dim, stream);
+        }
         dq = std::move(dq_raw);
         dk = std::move(dk_raw);
     }
@@ -194,8 +258,14 @@ void device_layer_backward(const DevicePass& pass, int layer_index, const bf16* 
     project_backward(pass, layer_index, kSlotQ, s, s.norm1.as<bf16>(), dq.as<bf16>(), d_norm1.as<bf16>(), false);
     project_backward(pass, layer_index, kSlotK, s, s.norm1.as<bf16>(), dk.as<bf16>(), d_norm1.as<bf16>(), true);
     project_backward(pass, layer_index, kSlotV, s, s.norm1.as<bf16>(), dv.as<bf16>(), d_norm1.as<bf16>(), true);
-    rmsnorm_backward(dx, nullptr, d_norm1.as<bf16>(), x, layer.input_norm, s.rstd1.as<float>(), n, hidden, stream);
-    add_inplace(dx, d_h.as<bf16>(), n * hidden, stream);
+    {
+        ProfileScope timed = pass.timed("rmsnorm backward");
+        rmsnorm_backward(dx, nullptr, d_norm1.as<bf16>(), x, layer.input_norm, s.rstd1.as<float>(), n, hidden, stream);
+    }
+    {
+        ProfileScope timed = pass.timed("residual add");
+        add_inplace(dx, d_h.as<bf16>(), n * hidden, stream);
+    }
 }
 
 }  // namespace axl::cuda

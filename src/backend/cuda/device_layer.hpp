@@ -39,6 +39,8 @@ struct DevicePass {
     bf16* weight_scratch;     // one dequantized 4-bit weight at a time (null: no packed weight)
 
     cudaStream_t stream() const { return runtime.device().stream(); }
+    // Times the device work queued while the result lives as op `name` (StepProfile).
+    ProfileScope timed(const char* name) const { return ProfileScope(runtime.profile(), name, stream()); }
 };
 
 enum DeviceLinearSlot { kSlotQ, kSlotK, kSlotV, kSlotO, kSlotGate, kSlotUp, kSlotDown };

@@ -128,4 +128,8 @@ DeviceModel::DeviceModel(const Model& model, Runtime& runtime)
     runtime.device().synchronize();
 }
 
+void dequantize_weight(const DeviceLinear& linear, bf16* out, cudaStream_t stream) {
+    dequantize_bnb_4bit_rows(linear.packed, 0, linear.out, out, stream);
+}
+
 }  // namespace axl::cuda

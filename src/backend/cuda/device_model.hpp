@@ -27,6 +27,10 @@ struct DeviceLinear {
     bool is_packed() const { return weight == nullptr; }
 };
 
+// The whole bf16 [out, in] weight of a packed linear into `out` (queued on `stream`), whatever
+// its format; the one place the step asks for a dequantized base weight.
+void dequantize_weight(const DeviceLinear& linear, bf16* out, cudaStream_t stream);
+
 // The projections of a layer in decoder_layer.hpp's LinearSlot order (q k v o gate up down).
 constexpr int kDeviceLinearSlots = 7;
 

@@ -86,8 +86,11 @@ Trunk run_trunk(const DevicePass& pass, bool checkpointing, const PassOptions& o
     Trunk trunk;
 
     trunk.layer_inputs.push_back(device_bf16(pass, n, hidden, "hidden states"));
-    embedding_forward(trunk.layer_inputs[0].as<bf16>(), pass.batch.tokens, pass.model.embed_tokens, n, hidden,
-                      stream);
+    {
+        ProfileScope timed = pass.timed("embedding");
+        embedding_forward(trunk.layer_inputs[0].as<bf16>(), pass.batch.tokens, pass.model.embed_tokens, n, hidden,
+                          stream);
+    }
     if (!checkpointing) trunk.layer_saved.resize(num_layers);
     for (int l = 0; l < num_layers; ++l) {
         report(options, AXL_STAGE_FORWARD, l, num_layers);
@@ -99,6 +102,7 @@ Trunk run_trunk(const DevicePass& pass, bool checkpointing, const PassOptions& o
     report(options, AXL_STAGE_FORWARD, num_layers, num_layers);
     trunk.final_rstd = device_f32(pass, n, 1, "final norm rstd");
     trunk.normed = device_bf16(pass, n, hidden, "final norm");
+    ProfileScope timed = pass.timed("rmsnorm forward");
     rmsnorm_forward(trunk.normed.as<bf16>(), trunk.final_rstd.as<float>(), trunk.layer_inputs[num_layers].as<bf16>(),
                     pass.model.final_norm, n, hidden, static_cast<float>(c.rms_norm_eps), stream);
     return trunk;
@@ -113,6 +117,7 @@ void head_loss(const DevicePass& pass, const Trunk& trunk, float* row_loss, bf16
     const int64_t chunk = head_chunk_rows(vocab, n);
     DeviceBuffer logits = device_f32(pass, chunk, vocab, "logits chunk");
     DeviceBuffer dlogits = device_bf16(pass, chunk, vocab, "logits gradient chunk");
+    ProfileScope timed = pass.timed("LM head + cross-entropy");
     linear_cross_entropy(pass.runtime.blas(), row_loss, d_normed, trunk.normed.as<bf16>(), pass.model.lm_head.weight,
                          pass.batch.targets, n, hidden, vocab, 1.0f, logits.as<float>(), dlogits.as<bf16>(), chunk);
 }
@@ -141,8 +146,11 @@ double train_loss_sum_and_backward(Runtime& runtime, const ModelConfig& config, 
     head_loss(pass, trunk, row_loss.as<float>(), d_normed.as<bf16>());
 
     DeviceBuffer dy = device_bf16(pass, n, hidden, "hidden state gradient");
-    rmsnorm_backward(dy.as<bf16>(), nullptr, d_normed.as<bf16>(), trunk.layer_inputs[num_layers].as<bf16>(),
-                     model.final_norm, trunk.final_rstd.as<float>(), n, hidden, stream);
+    {
+        ProfileScope timed = pass.timed("rmsnorm backward");
+        rmsnorm_backward(dy.as<bf16>(), nullptr, d_normed.as<bf16>(), trunk.layer_inputs[num_layers].as<bf16>(),
+                         model.final_norm, trunk.final_rstd.as<float>(), n, hidden, stream);
+    }
     trunk.normed = DeviceBuffer();
     trunk.layer_inputs[num_layers] = DeviceBuffer();
     d_normed = DeviceBuffer();

@@ -64,12 +64,16 @@ Optimizer::Update DeviceTrainer::apply(Optimizer& optimizer, float grad_scale) {
     const int64_t n = lora_->numel();
     float* grads = lora_->grads();
 
-    scale_inplace(grads, grad_scale, n, stream);
-    DeviceBuffer sums(runtime_.allocator(), sizeof(double) * (1 + sum_squares_scratch_doubles()), "gradient norm");
-    sum_squares(sums.as<double>(), grads, n, sums.as<double>() + 1, stream);
+    StepProfile& profile = runtime_.profile();
     double sum = 0.0;
-    AXL_CUDA_CHECK(cudaMemcpyAsync(&sum, sums.data(), sizeof sum, cudaMemcpyDeviceToHost, stream));
-    runtime_.device().synchronize();
+    {
+        ProfileScope timed(profile, "gradient norm", stream);
+        scale_inplace(grads, grad_scale, n, stream);
+        DeviceBuffer sums(runtime_.allocator(), sizeof(double) * (1 + sum_squares_scratch_doubles()), "gradient norm");
+        sum_squares(sums.as<double>(), grads, n, sums.as<double>() + 1, stream);
+        AXL_CUDA_CHECK(cudaMemcpyAsync(&sum, sums.data(), sizeof sum, cudaMemcpyDeviceToHost, stream));
+        runtime_.device().synchronize();
+    }
     if (!std::isfinite(sum))
         fail(AXL_ERR_NUMERIC, "non-finite gradient; the update was skipped and the accumulated "
                               "gradients discarded");
@@ -77,18 +81,24 @@ Optimizer::Update DeviceTrainer::apply(Optimizer& optimizer, float grad_scale) {
     // clip_grad_norm's arithmetic (optim/grad_clip.cpp).
     Optimizer::Update update;
     update.grad_norm = std::sqrt(sum);
-    if (settings.max_grad_norm > 0.0) {
-        const double coefficient = settings.max_grad_norm / (update.grad_norm + 1e-6);
-        if (coefficient < 1.0) scale_inplace(grads, static_cast<float>(coefficient), n, stream);
-    }
     update.lr = optimizer.lr_at(optimizer.steps_taken());
     const AdamWConfig& adamw = settings.adamw;
     const AdamWCoefficients coefficients = adamw_coefficients(adamw.beta1, adamw.beta2, adamw.eps, adamw.weight_decay,
                                                               optimizer.steps_taken() + 1, update.lr);
     const AdamWTensor all{lora_->params(), grads, lora_->exp_avg(), lora_->exp_avg_sq(), n};
-    adamw_step(&all, 1, coefficients, stream);
-    lora_->refresh_copies(stream);
-    lora_->download(*optimizer.adapter(), stream);
+    {
+        ProfileScope timed(profile, "clip + AdamW + bf16 copies", stream);
+        if (settings.max_grad_norm > 0.0) {
+            const double coefficient = settings.max_grad_norm / (update.grad_norm + 1e-6);
+            if (coefficient < 1.0) scale_inplace(grads, static_cast<float>(coefficient), n, stream);
+        }
+        adamw_step(&all, 1, coefficients, stream);
+        lora_->refresh_copies(stream);
+    }
+    {
+        ProfileScope timed(profile, "adapter copy to host", stream);
+        lora_->download(*optimizer.adapter(), stream);
+    }
     optimizer.count_device_update();
     return update;
 }

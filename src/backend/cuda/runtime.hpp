@@ -12,6 +12,7 @@
 #include "backend/cuda/blas_lt.hpp"
 #include "backend/cuda/device.hpp"
 #include "backend/cuda/device_allocator.hpp"
+#include "backend/cuda/step_profile.hpp"
 
 namespace axl {
 struct Model;
@@ -33,6 +34,8 @@ public:
     Device& device() { return device_; }
     DeviceAllocator& allocator() { return allocator_; }
     BlasLt& blas() { return blas_; }
+    // Per-op device time of the steps on this runtime (off unless a benchmark turns it on).
+    StepProfile& profile() { return profile_; }
 
     // The device copy of `model`'s frozen weights, uploaded on first use and shared by every
     // trainer of the model; released once the model is gone (at the next lookup).
@@ -47,6 +50,7 @@ private:
     Device device_;
     DeviceAllocator allocator_;
     BlasLt blas_;
+    StepProfile profile_;
     std::mutex mirrors_mutex_;
     std::unordered_map<const Model*, Mirror> mirrors_;
 };
