@@ -1037,6 +1037,23 @@ void print_table(uint64_t seed) {
     std::printf("%d passed, %d failed\n", passed, failed);
 }
 
+// AXL_CHECK_ONLY=a,b runs only the checks whose group name contains one of the words (for
+// example AXL_CHECK_ONLY=attention); unset runs everything.
+bool selected(const char* group) {
+    const char* only = std::getenv("AXL_CHECK_ONLY");
+    if (only == nullptr || *only == '\0') return true;
+    std::string words = only;
+    size_t begin = 0;
+    while (begin <= words.size()) {
+        size_t end = words.find(',', begin);
+        if (end == std::string::npos) end = words.size();
+        const std::string word = words.substr(begin, end - begin);
+        if (!word.empty() && std::string(group).find(word) != std::string::npos) return true;
+        begin = end + 1;
+    }
+    return false;
+}
+
 }  // namespace
 
 int main() {
@@ -1057,41 +1074,41 @@ int main() {
         Random random(seed);
         Env env{device, allocator, blas, random};
 
-        check_runtime(env);
-        check_embedding<float>(env);
-        check_embedding<bf16>(env);
-        check_rmsnorm<float>(env);
-        check_rmsnorm<bf16>(env);
-        check_rope_tables(env);
-        check_rope<float>(env);
-        check_rope<bf16>(env);
-        check_swiglu<float>(env);
-        check_swiglu<bf16>(env);
-        check_elementwise<float>(env);
-        check_elementwise<bf16>(env);
-        check_sum_squares(env);
-        check_cross_entropy<float, float>(env);
-        check_cross_entropy<bf16, bf16>(env);
-        check_cross_entropy<float, bf16>(env);
-        check_matmul<float, float>(env);
-        check_matmul<bf16, float>(env);
-        check_matmul<bf16, bf16>(env);
-        check_linear_cross_entropy(env);
-        check_adamw(env);
-        check_dequantize<float>(env, axl::QuantFormat::NF4, false);
-        check_dequantize<bf16>(env, axl::QuantFormat::NF4, false);
-        check_dequantize<float>(env, axl::QuantFormat::NF4, true);
-        check_dequantize<bf16>(env, axl::QuantFormat::NF4, true);
-        check_dequantize<float>(env, axl::QuantFormat::FP4, false);
-        check_attention<float>(env, 128, false);
-        check_attention<float>(env, 128, true);
-        check_attention<float>(env, 64, true);
-        check_attention<bf16>(env, 128, true);
-        check_attention<bf16>(env, 64, false);
-        check_attention<bf16>(env, 64, true);
-        check_attention<bf16>(env, 128, true, true);
-        bench_attention(env);
-        bench_matmul(env);
+        if (selected("runtime")) check_runtime(env);
+        if (selected("embedding")) check_embedding<float>(env);
+        if (selected("embedding")) check_embedding<bf16>(env);
+        if (selected("rmsnorm")) check_rmsnorm<float>(env);
+        if (selected("rmsnorm")) check_rmsnorm<bf16>(env);
+        if (selected("rope_tables")) check_rope_tables(env);
+        if (selected("rope")) check_rope<float>(env);
+        if (selected("rope")) check_rope<bf16>(env);
+        if (selected("swiglu")) check_swiglu<float>(env);
+        if (selected("swiglu")) check_swiglu<bf16>(env);
+        if (selected("elementwise")) check_elementwise<float>(env);
+        if (selected("elementwise")) check_elementwise<bf16>(env);
+        if (selected("sum_squares")) check_sum_squares(env);
+        if (selected("cross_entropy")) check_cross_entropy<float, float>(env);
+        if (selected("cross_entropy")) check_cross_entropy<bf16, bf16>(env);
+        if (selected("cross_entropy")) check_cross_entropy<float, bf16>(env);
+        if (selected("matmul")) check_matmul<float, float>(env);
+        if (selected("matmul")) check_matmul<bf16, float>(env);
+        if (selected("matmul")) check_matmul<bf16, bf16>(env);
+        if (selected("linear_cross_entropy")) check_linear_cross_entropy(env);
+        if (selected("adamw")) check_adamw(env);
+        if (selected("dequantize")) check_dequantize<float>(env, axl::QuantFormat::NF4, false);
+        if (selected("dequantize")) check_dequantize<bf16>(env, axl::QuantFormat::NF4, false);
+        if (selected("dequantize")) check_dequantize<float>(env, axl::QuantFormat::NF4, true);
+        if (selected("dequantize")) check_dequantize<bf16>(env, axl::QuantFormat::NF4, true);
+        if (selected("dequantize")) check_dequantize<float>(env, axl::QuantFormat::FP4, false);
+        if (selected("attention")) check_attention<float>(env, 128, false);
+        if (selected("attention")) check_attention<float>(env, 128, true);
+        if (selected("attention")) check_attention<float>(env, 64, true);
+        if (selected("attention")) check_attention<bf16>(env, 128, true);
+        if (selected("attention")) check_attention<bf16>(env, 64, false);
+        if (selected("attention")) check_attention<bf16>(env, 64, true);
+        if (selected("attention")) check_attention<bf16>(env, 128, true, true);
+        if (selected("attention")) bench_attention(env);
+        if (selected("matmul")) bench_matmul(env);
         device.synchronize();
         std::printf("device memory: peak %.1f MiB through the allocator\n", allocator.peak_bytes() / 1048576.0);
         print_table(seed);
