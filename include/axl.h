@@ -526,19 +526,35 @@ AXL_API axl_status AXL_CALL axl_optimizer_lr_at(const axl_optimizer *optimizer, 
  *  While a trainer trains an adapter, that adapter must not be used by other threads. */
 typedef struct axl_trainer axl_trainer;
 
+/** Values of axl_trainer_options::gradient_checkpointing: what a training step keeps of each
+ *  decoder layer between its forward and its backward. AXL_CHECKPOINT_LAYERS_OFFLOAD keeps the
+ *  layer inputs in pinned (page-locked) host memory instead of device memory on the CUDA backend:
+ *  each is copied to the host during the forward and back during the backward of the layer
+ *  after it, on a second stream overlapped with the compute, so the device memory of a step no
+ *  longer grows with the number of layers. Results are bit-identical to AXL_CHECKPOINT_LAYERS.
+ *  The pinned buffers (tokens x hidden_size bf16 values per layer) are allocated by the CUDA
+ *  driver, not through the context's host allocator hooks, kept for the next steps and freed
+ *  with the trainer; failing to get them is AXL_ERR_OUT_OF_MEMORY. On the CPU backend it
+ *  behaves as AXL_CHECKPOINT_LAYERS. */
+#define AXL_CHECKPOINT_NONE           0  /**< Keep every activation; no recomputation.      */
+#define AXL_CHECKPOINT_LAYERS         1  /**< Keep each layer's input; recompute the layer.  */
+#define AXL_CHECKPOINT_LAYERS_OFFLOAD 2  /**< As LAYERS, the inputs in pinned host memory.   */
+
 /** Options of axl_trainer_create. Fill with axl_trainer_options_init, then set fields. */
 typedef struct axl_trainer_options {
     uint32_t struct_size;
     int32_t grad_accum_steps;        /**< Micro-batches per optimizer step; default 1.        */
-    int32_t gradient_checkpointing;  /**< Recompute layer activations in backward; default 1. */
+    int32_t gradient_checkpointing;  /**< AXL_CHECKPOINT_*; default AXL_CHECKPOINT_LAYERS.   */
     axl_progress_fn progress_fn;     /**< Per-layer progress of each step; may cancel.        */
     void *progress_user_data;
 } axl_trainer_options;
 
-/** Fills `opts` (of `struct_size` bytes) with defaults: no accumulation, checkpointing on. */
+/** Fills `opts` (of `struct_size` bytes) with defaults: no accumulation, AXL_CHECKPOINT_LAYERS. */
 AXL_API axl_status AXL_CALL axl_trainer_options_init(axl_trainer_options *opts, size_t struct_size);
 /** Creates a trainer for the optimizer's adapter and model; `opts` may be NULL for defaults.
- *  The progress callback and its user_data must stay valid until the trainer is destroyed. */
+ *  grad_accum_steps below 1, or a gradient_checkpointing that is not an AXL_CHECKPOINT_* value:
+ *  AXL_ERR_INVALID_ARGUMENT. The progress callback and its user_data must stay valid until the
+ *  trainer is destroyed. */
 AXL_API axl_status AXL_CALL axl_trainer_create(axl_optimizer *optimizer, const axl_trainer_options *opts,
                                                axl_trainer **out);
 /** Destroys the trainer (NULL is a no-op); unapplied accumulated gradients are dropped. */

@@ -9,6 +9,16 @@ import (
 	"unsafe"
 )
 
+// Checkpointing names the values of the C option gradient_checkpointing: what a step keeps of
+// each layer between its forward and its backward.
+type Checkpointing int32
+
+const (
+	CheckpointNone          Checkpointing = C.AXL_CHECKPOINT_NONE           // every activation, no recomputation
+	CheckpointLayers        Checkpointing = C.AXL_CHECKPOINT_LAYERS         // each layer's input; the layer recomputed
+	CheckpointLayersOffload Checkpointing = C.AXL_CHECKPOINT_LAYERS_OFFLOAD // as Layers, the inputs in pinned host memory (CUDA)
+)
+
 // TrainerOptions configures NewTrainer. Start from DefaultTrainerOptions.
 type TrainerOptions struct {
 	GradAccumSteps        int32 // micro-batches per optimizer step

@@ -9,7 +9,7 @@ axl_trainer_options trainer_defaults() {
     axl_trainer_options o{};
     o.struct_size = sizeof o;
     o.grad_accum_steps = 1;
-    o.gradient_checkpointing = 1;
+    o.gradient_checkpointing = AXL_CHECKPOINT_LAYERS;
     return o;
 }
 
@@ -30,9 +30,14 @@ AXL_API axl_status axl_trainer_create(axl_optimizer* optimizer, const axl_traine
         axl_trainer_options o = read_struct(opts, trainer_defaults(), "opts");
         require(o.grad_accum_steps >= 1, AXL_ERR_INVALID_ARGUMENT,
                 "opts->grad_accum_steps must be at least 1 (got ", o.grad_accum_steps, ")");
+        require(o.gradient_checkpointing == AXL_CHECKPOINT_NONE || o.gradient_checkpointing == AXL_CHECKPOINT_LAYERS ||
+                    o.gradient_checkpointing == AXL_CHECKPOINT_LAYERS_OFFLOAD,
+                AXL_ERR_INVALID_ARGUMENT, "opts->gradient_checkpointing must be AXL_CHECKPOINT_NONE (0), "
+                "AXL_CHECKPOINT_LAYERS (1) or AXL_CHECKPOINT_LAYERS_OFFLOAD (2) (got ", o.gradient_checkpointing, ")");
         TrainerSettings settings;
         settings.grad_accum_steps = o.grad_accum_steps;
-        settings.gradient_checkpointing = o.gradient_checkpointing != 0;
+        settings.gradient_checkpointing = o.gradient_checkpointing != AXL_CHECKPOINT_NONE;
+        settings.offload_activations = o.gradient_checkpointing == AXL_CHECKPOINT_LAYERS_OFFLOAD;
         settings.progress_fn = o.progress_fn;
         settings.progress_user_data = o.progress_user_data;
         auto handle = std::make_unique<axl_trainer>();

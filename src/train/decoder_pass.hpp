@@ -15,6 +15,7 @@ namespace axl {
 
 struct PassOptions {
     bool gradient_checkpointing = true;  // keep only layer inputs; recompute in backward
+    bool offload_activations = false;    // with checkpointing: those inputs in pinned host memory (CUDA only)
     uint64_t dropout_seed = 0;
     axl_progress_fn progress_fn = nullptr;
     void* progress_user_data = nullptr;

@@ -116,6 +116,7 @@ StepOutcome Trainer::step(const axl_batch& batch) {
 
     PassOptions options;
     options.gradient_checkpointing = settings_.gradient_checkpointing;
+    options.offload_activations = settings_.offload_activations;
     options.dropout_seed = adapter.config.seed * 0x2545f4914f6cdd1dull + ++micro_batches_seen_;
     options.progress_fn = settings_.progress_fn;
     options.progress_user_data = settings_.progress_user_data;

@@ -57,6 +57,7 @@ private:
 struct TrainerSettings {
     int32_t grad_accum_steps = 1;
     bool gradient_checkpointing = true;
+    bool offload_activations = false;  // AXL_CHECKPOINT_LAYERS_OFFLOAD; the CPU pass ignores it
     axl_progress_fn progress_fn = nullptr;
     void* progress_user_data = nullptr;
 };

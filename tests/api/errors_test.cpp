@@ -492,6 +492,55 @@ TEST_F(ApiErrors, TrainerEntryPointsRejectNull) {
     EXPECT_AXL_ERROR(axl_trainer_discard_gradients(nullptr), AXL_ERR_INVALID_ARGUMENT);
 }
 
+// gradient_checkpointing takes the AXL_CHECKPOINT_* values only. LAYERS_OFFLOAD trains exactly
+// as LAYERS: on the CPU backend it is the same pass; on CUDA the same kernels see the same data.
+TEST_F(ApiErrors, TrainerCheckpointingValues) {
+    axl_trainer_options opts;
+    AXL_ASSERT_OK(axl_trainer_options_init(&opts, sizeof opts));
+    EXPECT_EQ(opts.gradient_checkpointing, AXL_CHECKPOINT_LAYERS);
+    for (int32_t bad : {3, -1}) {
+        axl_trainer* trainer = sentinel<axl_trainer>();
+        opts.gradient_checkpointing = bad;
+        EXPECT_AXL_ERROR_NAMING(axl_trainer_create(optimizer_.get(), &opts, &trainer), AXL_ERR_INVALID_ARGUMENT,
+                                "gradient_checkpointing");
+        EXPECT_EQ(trainer, sentinel<axl_trainer>());
+    }
+
+    const axl_batch b = batch();
+    const int32_t modes[] = {AXL_CHECKPOINT_NONE, AXL_CHECKPOINT_LAYERS, AXL_CHECKPOINT_LAYERS_OFFLOAD};
+    axl_step_result last[3];
+    std::vector<float> logits[3];
+    for (int i = 0; i < 3; ++i) {
+        // A fresh adapter per mode: same options and seed, so the same initial weights.
+        axl_lora_options lora_opts;
+        AXL_ASSERT_OK(axl_lora_options_init(&lora_opts, sizeof lora_opts));
+        lora_opts.rank = 2;
+        lora_opts.init = AXL_LORA_INIT_RANDOM_B;
+        axl_lora* lora = nullptr;
+        AXL_ASSERT_OK(axl_lora_create(model_.get(), &lora_opts, &lora));
+        LoraPtr lora_owner(lora);
+        axl_optimizer* optimizer = nullptr;
+        AXL_ASSERT_OK(axl_optimizer_create(lora, nullptr, &optimizer));
+        OptimizerPtr optimizer_owner(optimizer);
+        opts.gradient_checkpointing = modes[i];
+        axl_trainer* trainer = nullptr;
+        AXL_ASSERT_OK(axl_trainer_create(optimizer, &opts, &trainer));
+        TrainerPtr trainer_owner(trainer);
+        for (int step = 0; step < 2; ++step) {
+            AXL_ASSERT_OK(axl_step_result_init(&last[i], sizeof last[i]));
+            AXL_ASSERT_OK(axl_trainer_step(trainer, &b, &last[i]));
+        }
+        logits[i] = logits_buffer();
+        AXL_ASSERT_OK(axl_model_forward(model_.get(), lora, &b, nullptr, static_cast<int64_t>(tokens_.size()),
+                                        logits[i].data(), logits[i].size()));
+    }
+    EXPECT_EQ(last[2].loss, last[1].loss);
+    EXPECT_EQ(last[2].grad_norm, last[1].grad_norm);
+    EXPECT_EQ(0, std::memcmp(logits[2].data(), logits[1].data(), sizeof(float) * logits[1].size()))
+        << "the adapter trained with AXL_CHECKPOINT_LAYERS_OFFLOAD differs from AXL_CHECKPOINT_LAYERS";
+    EXPECT_NEAR(last[0].loss, last[1].loss, 1e-5 * std::fabs(last[1].loss));
+}
+
 // ---- Model files -----------------------------------------------------------------------------
 
 class ModelFiles : public ::testing::Test {

@@ -8,7 +8,12 @@
 //      on the CPU;
 //   4. the device memory budget: a step under a budget too small fails with
 //      AXL_ERR_OUT_OF_MEMORY (at the model upload, then at the activations), and the next step
-//      under a larger budget succeeds.
+//      under a larger budget succeeds;
+//   5. activation offload (AXL_CHECKPOINT_LAYERS_OFFLOAD) against plain checkpointing on a
+//      deeper model with more tokens (24 layers, intermediate 512, B=8, T=512), where the layer
+//      inputs dominate the activations: bit-identical loss and LoRA gradients (the same kernels
+//      on the same data), a lower device peak (both printed), and Trainer steps that match
+//      bit for bit, through a step that fails part-way under a budget (copies in flight).
 // Tolerances: the CUDA step keeps activations in bf16 (unit roundoff u = 2^-8) where the CPU
 // keeps f32, so the comparisons are at bf16 level: loss |diff| <= 0.01 * loss; gradients
 // ||g_cuda - g_cpu|| / ||g_cpu|| <= 0.05 per LoRA tensor; grad norm 0.05 relative; weights
@@ -17,6 +22,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <vector>
 
 #include "backend/cuda/device.hpp"
@@ -247,6 +253,112 @@ void check_budget() {
     check(ok && trainer.step(batch).optimizer_step == 3, "[budget] no limit: the next steps succeed (1 = yes)", 1, 1);
 }
 
+// Loss and gradients of one micro-batch with and without offload, and the device peak of each.
+void check_offload_pass(const std::shared_ptr<Context>& gpu, const std::shared_ptr<Model>& model,
+                        const axl_batch& input) {
+    auto lora_plain = create_lora(model, lora_config());
+    auto lora_offload = create_lora(model, lora_config());
+    const PreparedBatch batch = prepare_batch(input, model->config);
+    PassOptions plain;
+    plain.gradient_checkpointing = true;
+    PassOptions offload = plain;
+    offload.offload_activations = true;
+    cuda::DeviceTrainer device_plain(*lora_plain);
+    cuda::DeviceTrainer device_offload(*lora_offload);
+    // The first pass of each uploads the model and its adapter and grows the pinned buffers;
+    // the second is measured.
+    device_plain.train_loss_sum_and_backward(*lora_plain, batch, plain);
+    device_offload.train_loss_sum_and_backward(*lora_offload, batch, offload);
+    device_plain.zero_gradients();
+    device_offload.zero_gradients();
+
+    const uint64_t resident = gpu->device_current_bytes();
+    gpu->reset_device_peak();
+    const double loss_plain = device_plain.train_loss_sum_and_backward(*lora_plain, batch, plain);
+    const uint64_t peak_plain = gpu->device_peak_bytes();
+    gpu->reset_device_peak();
+    const double loss_offload = device_offload.train_loss_sum_and_backward(*lora_offload, batch, offload);
+    const uint64_t peak_offload = gpu->device_peak_bytes();
+    const double layer_inputs = double(model->config.num_layers + 1) * batch.num_tokens() *
+                                model->config.hidden_size * sizeof(uint16_t);
+    std::printf("[offload] loss sum plain %.17g offload %.17g\n", loss_plain, loss_offload);
+    std::printf("[offload] device peak plain %.1f MiB, offload %.1f MiB (resident %.1f MiB, layer inputs "
+                "%.1f MiB)\n", peak_plain / 1048576.0, peak_offload / 1048576.0, resident / 1048576.0,
+                layer_inputs / 1048576.0);
+    check(loss_plain == loss_offload, "[offload] loss bit-identical (1 = yes)", loss_plain == loss_offload, 1);
+
+    const std::vector<float> grads_plain = device_plain.gradients();
+    const std::vector<float> grads_offload = device_offload.gradients();
+    int64_t differing = grads_plain.size() == grads_offload.size() ? 0 : -1;
+    for (size_t i = 0; differing >= 0 && i < grads_plain.size(); ++i)
+        differing += std::memcmp(&grads_plain[i], &grads_offload[i], sizeof(float)) != 0;
+    check(differing == 0, "[offload] LoRA gradients differing from plain (bits)", double(differing), 0);
+    check(peak_offload < peak_plain, "[offload] device peak offload / plain", double(peak_offload) / peak_plain, 1);
+}
+
+// Trainer steps with and without offload; the offloading one also fails a step part-way.
+void check_offload_steps(const std::shared_ptr<Context>& gpu, const std::shared_ptr<Model>& model,
+                         const std::vector<std::vector<int32_t>>& steps, int rows, int len) {
+    auto lora_plain = create_lora(model, lora_config());
+    auto lora_offload = create_lora(model, lora_config());
+    TrainerSettings plain;
+    TrainerSettings offload;
+    offload.offload_activations = true;
+    Trainer trainer_plain(std::make_shared<Optimizer>(lora_plain, optimizer_settings(1e-3)), plain);
+    Trainer trainer_offload(std::make_shared<Optimizer>(lora_offload, optimizer_settings(1e-3)), offload);
+    auto batch_of = [&](const std::vector<int32_t>& tokens) {
+        axl_batch batch = make_batch(tokens);
+        batch.batch_size = rows;
+        batch.seq_len = len;
+        return batch;
+    };
+    int matching = 0;
+    uint64_t working = 0;  // device bytes of an offloading step beyond what stays resident
+    for (size_t s = 0; s < steps.size(); ++s) {
+        const axl_batch batch = batch_of(steps[s]);
+        const StepOutcome a = trainer_plain.step(batch);
+        if (s == 1) {
+            // Half the working set: the step fails in the middle of the pass, with transfers
+            // between host and device queued; it must leave nothing behind.
+            gpu->set_device_memory_budget(gpu->device_current_bytes() + working / 2);
+            const axl_status status = status_of_step(trainer_offload, batch);
+            gpu->set_device_memory_budget(0);
+            check(status == AXL_ERR_OUT_OF_MEMORY, "[offload] half the working set: OUT_OF_MEMORY (1 = yes)",
+                  status == AXL_ERR_OUT_OF_MEMORY, 1);
+        }
+        gpu->reset_device_peak();
+        const StepOutcome b = trainer_offload.step(batch);
+        if (s == 0) working = gpu->device_peak_bytes() - gpu->device_current_bytes();
+        std::printf("[offload] step %zu loss plain %.9f offload %.9f, grad norm %.9f / %.9f\n", s, a.loss, b.loss,
+                    a.grad_norm, b.grad_norm);
+        matching += a.loss == b.loss && a.grad_norm == b.grad_norm;
+    }
+    check(matching == static_cast<int>(steps.size()), "[offload] Trainer steps matching bit for bit",
+          matching, static_cast<double>(steps.size()));
+}
+
+void check_offload() {
+    auto gpu = make_context(AXL_BACKEND_CUDA);
+    test::SyntheticModelOptions options;
+    options.layers = 24;
+    options.intermediate = 512;
+    options.std = 0.05f;
+    auto model = test::make_synthetic_model(gpu, options);
+    constexpr int kRows = 8, kLen = 512;
+    std::vector<std::vector<int32_t>> steps;
+    for (uint64_t seed = 21; seed < 24; ++seed) {
+        std::vector<int32_t> tokens(kRows * kLen);
+        for (size_t i = 0; i < tokens.size(); ++i)
+            tokens[i] = static_cast<int32_t>(counter_random(seed, i) % options.vocab);
+        steps.push_back(std::move(tokens));
+    }
+    axl_batch batch = make_batch(steps[0]);
+    batch.batch_size = kRows;
+    batch.seq_len = kLen;
+    check_offload_pass(gpu, model, batch);
+    check_offload_steps(gpu, model, steps, kRows, kLen);
+}
+
 }  // namespace
 
 int main() {
@@ -262,6 +374,7 @@ int main() {
         check_one_micro_batch(test::BaseStorage::NF4Quantized, "nf4 base", cpu, gpu);
         check_steps(cpu, gpu);
         check_budget();
+        check_offload();
     } catch (const std::exception& e) {
         std::printf("FAILED with an exception: %s\n", e.what());
         return 1;

@@ -3,6 +3,18 @@ using System.Runtime.InteropServices;
 
 namespace Axl
 {
+    /// <summary>The values of the C option gradient_checkpointing: what a step keeps of each layer between its
+    /// forward and its backward.</summary>
+    public enum Checkpointing
+    {
+        /// <summary>Every activation; no recomputation.</summary>
+        None = 0,
+        /// <summary>Each layer's input; the layer is recomputed in backward.</summary>
+        Layers = 1,
+        /// <summary>As Layers, with the inputs in pinned host memory (CUDA backend; as Layers on the CPU).</summary>
+        LayersOffload = 2,
+    }
+
     /// <summary>Options of a <see cref="Trainer"/>, initialised to the library's defaults.</summary>
     public sealed class TrainerOptions
     {

@@ -1,6 +1,7 @@
 #include "backend/cuda/device_pass.hpp"
 
 #include <algorithm>
+#include <optional>
 #include <vector>
 
 #include "backend/cuda/check.hpp"
@@ -71,13 +72,15 @@ void report(const PassOptions& options, int32_t stage, int64_t done, int64_t tot
 
 // The hidden states after the last layer and the final norm, plus what backward needs.
 struct Trunk {
-    std::vector<DeviceBuffer> layer_inputs;       // bf16 [N, hidden]; [num_layers] is the last output
+    std::vector<DeviceBuffer> layer_inputs;       // bf16 [N, hidden]; [num_layers] is the last output;
+                                                  // empty where offloaded (held by OffloadedCheckpoints)
     std::vector<DeviceLayerSaved> layer_saved;    // without checkpointing
     DeviceBuffer final_rstd;                      // f32 [N]
     DeviceBuffer normed;                          // bf16 [N, hidden]
 };
 
-Trunk run_trunk(const DevicePass& pass, bool checkpointing, const PassOptions& options) {
+Trunk run_trunk(const DevicePass& pass, bool checkpointing, OffloadedCheckpoints* offloaded,
+                const PassOptions& options) {
     const ModelConfig& c = pass.config;
     const int64_t n = pass.batch.num_tokens();
     const int64_t hidden = c.hidden_size;
@@ -96,7 +99,13 @@ Trunk run_trunk(const DevicePass& pass, bool checkpointing, const PassOptions& o
         report(options, AXL_STAGE_FORWARD, l, num_layers);
         DeviceBuffer y = device_bf16(pass, n, hidden, "hidden states");
         DeviceLayerSaved* saved = checkpointing ? nullptr : &trunk.layer_saved[l];
-        device_layer_forward(pass, l, trunk.layer_inputs[l].as<bf16>(), y.as<bf16>(), saved);
+        if (offloaded != nullptr && l < offloaded->count()) {
+            const bf16* x = offloaded->store(l, std::move(trunk.layer_inputs[l]));
+            device_layer_forward(pass, l, x, y.as<bf16>(), saved);
+            offloaded->release(l);
+        } else {
+            device_layer_forward(pass, l, trunk.layer_inputs[l].as<bf16>(), y.as<bf16>(), saved);
+        }
         trunk.layer_inputs.push_back(std::move(y));
     }
     report(options, AXL_STAGE_FORWARD, num_layers, num_layers);
@@ -125,7 +134,8 @@ void head_loss(const DevicePass& pass, const Trunk& trunk, float* row_loss, bf16
 }  // namespace
 
 double train_loss_sum_and_backward(Runtime& runtime, const ModelConfig& config, const DeviceModel& model,
-                                   const DeviceLora& lora, const PreparedBatch& batch, const PassOptions& options) {
+                                   const DeviceLora& lora, const PreparedBatch& batch, const PassOptions& options,
+                                   ActivationOffload* offload) {
     runtime.device().make_current();
     cudaStream_t stream = runtime.device().stream();
     const int64_t n = batch.num_tokens();
@@ -140,7 +150,14 @@ double train_loss_sum_and_backward(Runtime& runtime, const ModelConfig& config, 
     DevicePass pass{runtime,         config, model, &lora, uploaded.batch, rope.cos.as<float>(), rope.sin.as<float>(),
                     weight_scratch.as<bf16>()};
 
-    Trunk trunk = run_trunk(pass, options.gradient_checkpointing, options);
+    // The last layer's input is needed again right after the head: it stays on the device.
+    std::optional<OffloadedCheckpoints> offloaded;
+    if (options.gradient_checkpointing && options.offload_activations) {
+        require(offload != nullptr, AXL_ERR_INTERNAL, "activation offload requested without its state");
+        offloaded.emplace(*offload, num_layers - 1, sizeof(bf16) * n * hidden);
+    }
+    OffloadedCheckpoints* offloaded_inputs = offloaded ? &*offloaded : nullptr;
+    Trunk trunk = run_trunk(pass, options.gradient_checkpointing, offloaded_inputs, options);
     DeviceBuffer row_loss = device_f32(pass, n, 1, "token losses");
     DeviceBuffer d_normed = device_bf16(pass, n, hidden, "final norm gradient");
     head_loss(pass, trunk, row_loss.as<float>(), d_normed.as<bf16>());
@@ -157,6 +174,10 @@ double train_loss_sum_and_backward(Runtime& runtime, const ModelConfig& config, 
     DeviceBuffer dx = device_bf16(pass, n, hidden, "hidden state gradient");
     for (int l = num_layers - 1; l >= 0; --l) {
         report(options, AXL_STAGE_BACKWARD, num_layers - 1 - l, num_layers);
+        if (offloaded_inputs != nullptr) {
+            if (l < offloaded_inputs->count()) trunk.layer_inputs[l] = offloaded_inputs->fetch(l);
+            if (l > 0) offloaded_inputs->prefetch(l - 1);  // copied back while this layer runs
+        }
         const bf16* x = trunk.layer_inputs[l].as<bf16>();
         if (options.gradient_checkpointing) {
             DeviceLayerSaved saved;

@@ -32,7 +32,10 @@ void DeviceTrainer::prepare(const LoraAdapter& adapter) {
 double DeviceTrainer::train_loss_sum_and_backward(const LoraAdapter& adapter, const PreparedBatch& batch,
                                                   const PassOptions& options) {
     prepare(adapter);
-    return cuda::train_loss_sum_and_backward(runtime_, adapter.model->config, *model_, *lora_, batch, options);
+    if (options.gradient_checkpointing && options.offload_activations && offload_ == nullptr)
+        offload_ = std::make_unique<ActivationOffload>(runtime_);
+    return cuda::train_loss_sum_and_backward(runtime_, adapter.model->config, *model_, *lora_, batch, options,
+                                             offload_.get());
 }
 
 void DeviceTrainer::zero_gradients() {

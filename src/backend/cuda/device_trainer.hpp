@@ -8,6 +8,7 @@
 #include <memory>
 #include <vector>
 
+#include "backend/cuda/activation_offload.hpp"
 #include "backend/cuda/device_lora.hpp"
 #include "backend/cuda/device_model.hpp"
 #include "backend/cuda/runtime.hpp"
@@ -44,6 +45,7 @@ private:
     Runtime& runtime_;
     std::shared_ptr<DeviceModel> model_;
     std::unique_ptr<DeviceLora> lora_;
+    std::unique_ptr<ActivationOffload> offload_;  // made by the first pass that offloads
 };
 
 }  // namespace axl::cuda

@@ -238,6 +238,10 @@ pub const AXL_OPTIMIZER_PARAM_MAX_GRAD_NORM: i32 = 3;
 
 // ---- Trainer ---------------------------------------------------------------------------------
 
+pub const AXL_CHECKPOINT_NONE: i32 = 0;
+pub const AXL_CHECKPOINT_LAYERS: i32 = 1;
+pub const AXL_CHECKPOINT_LAYERS_OFFLOAD: i32 = 2;
+
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct axl_trainer_options {
