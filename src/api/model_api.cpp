@@ -41,6 +41,7 @@ const LoraAdapter* adapter_for(const axl_model* model, const axl_lora* lora) {
     if (lora == nullptr) return nullptr;
     require(lora->impl->model.get() == model->impl.get(), AXL_ERR_INVALID_ARGUMENT,
             "the adapter was created for a different model handle");
+    lora->impl->sync_host();  // weights still on a CUDA trainer's device come back first
     return lora->impl.get();
 }
 

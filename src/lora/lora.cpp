@@ -67,6 +67,7 @@ LoraModule* LoraAdapter::find(const Linear* linear) {
 }
 
 std::vector<Tensor> LoraAdapter::parameters() const {
+    sync_host();
     std::vector<Tensor> out;
     for (const LoraModule& module : modules) {
         out.push_back(module.a);
@@ -88,8 +89,28 @@ std::vector<Tensor> LoraAdapter::gradients() const {
 
 int64_t LoraAdapter::num_parameters() const {
     int64_t total = 0;
-    for (const Tensor& tensor : parameters()) total += tensor.numel();
+    for (const LoraModule& module : modules) {
+        total += module.a.numel() + module.b.numel();
+        if (module.magnitude.defined()) total += module.magnitude.numel();
+    }
     return total;
+}
+
+void LoraAdapter::set_host_stale(std::function<void()> download) const {
+    std::lock_guard<std::mutex> lock(host_sync_->mutex);
+    host_sync_->download = std::move(download);
+}
+
+void LoraAdapter::sync_host() const {
+    std::lock_guard<std::mutex> lock(host_sync_->mutex);
+    if (!host_sync_->download) return;
+    host_sync_->download();  // throws on a device error; then it stays pending
+    host_sync_->download = nullptr;
+}
+
+void LoraAdapter::clear_host_stale() const {
+    std::lock_guard<std::mutex> lock(host_sync_->mutex);
+    host_sync_->download = nullptr;
 }
 
 void LoraAdapter::zero_gradients() const {

@@ -3,7 +3,9 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -47,11 +49,28 @@ struct LoraAdapter {
     const LoraModule* find(const Linear* linear) const;
     LoraModule* find(const Linear* linear);
 
-    // Trainable tensors and their gradients, paired in a stable order.
+    // Trainable tensors (brought up to date first: sync_host) and their gradients, paired in a
+    // stable order.
     std::vector<Tensor> parameters() const;
     std::vector<Tensor> gradients() const;
     int64_t num_parameters() const;
     void zero_gradients() const;
+
+    // A CUDA trainer keeps the adapter's masters on the device and copies them back only when the
+    // host reads them: after an update it leaves `download` here, and sync_host() runs it once
+    // (then forgets it). Every host read of A/B/magnitude goes through sync_host() (parameters()
+    // does; the API's save, merge, copy, forward and evaluate do). Thread-safe.
+    void set_host_stale(std::function<void()> download) const;
+    void sync_host() const;
+    // Forgets a pending download without running it (its trainer is going away after running it).
+    void clear_host_stale() const;
+
+private:
+    struct HostSync {
+        std::mutex mutex;
+        std::function<void()> download;
+    };
+    std::shared_ptr<HostSync> host_sync_ = std::make_shared<HostSync>();
 };
 
 // Parses PEFT's target_modules ("all-linear", or names separated by commas) into `config`.

@@ -75,6 +75,7 @@ Tensor merged_linear_weight(const LoraAdapter& adapter, const Linear& linear) {
 }
 
 void merge_and_export(const LoraAdapter& adapter, const std::string& dir, uint64_t shard_bytes) {
+    adapter.sync_host();  // weights still on a CUDA trainer's device come back first
     const Model& model = *adapter.model;
     const auto& allocator = model.context->host_allocator();
     make_directories(dir);

@@ -284,6 +284,7 @@ void load_weights(LoraAdapter& adapter, const std::string& path) {
 }  // namespace
 
 void save_peft_adapter(const LoraAdapter& adapter, const std::string& dir) {
+    adapter.sync_host();  // weights still on a CUDA trainer's device come back first
     make_directories(dir);
     std::vector<NamedTensor> tensors;
     for (const LoraModule& module : adapter.modules) {

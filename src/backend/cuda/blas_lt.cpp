@@ -1,5 +1,7 @@
 #include "backend/cuda/blas_lt.hpp"
 
+#include <algorithm>
+
 #include <cublasLt.h>
 
 #include <cstring>
@@ -153,12 +155,13 @@ size_t BlasLt::planned_shapes() const {
 }
 
 void BlasLt::matmul(void* c, GemmType c_type, const void* a, const void* b, GemmType ab_type, int64_t m,
-                    int64_t n, int64_t k, bool trans_a, bool trans_b, float alpha, float beta) {
+                    int64_t n, int64_t k, bool trans_a, bool trans_b, float alpha, float beta, const void* c_in) {
     require(m > 0 && n > 0 && k > 0, AXL_ERR_SHAPE, "matmul of shape ", m, "x", n, "x", k);
-    const PlanKey key{m, n, k, trans_a, trans_b, ab_type, c_type,
-                      pointer_alignment(a), pointer_alignment(b), pointer_alignment(c)};
+    if (c_in == nullptr) c_in = c;
+    const PlanKey key{m, n, k, trans_a, trans_b, ab_type, c_type, pointer_alignment(a), pointer_alignment(b),
+                      std::min(pointer_alignment(c), pointer_alignment(c_in))};
     const Plan& plan = impl_->plan(key);
-    AXL_CUBLAS_CHECK(cublasLtMatmul(impl_->handle, plan.operation, &alpha, b, plan.lt_a, a, plan.lt_b, &beta, c,
+    AXL_CUBLAS_CHECK(cublasLtMatmul(impl_->handle, plan.operation, &alpha, b, plan.lt_a, a, plan.lt_b, &beta, c_in,
                                     plan.lt_c, c, plan.lt_c, &plan.algorithm, impl_->workspace.data(),
                                     impl_->workspace.size(), stream()));
 }

@@ -17,57 +17,74 @@ DeviceBuffer device_f32(const DevicePass& pass, int64_t rows, int64_t cols, cons
 
 namespace {
 
-// The base weight as bf16: held so, or dequantized from its 4-bit codes into the pass's one
-// scratch (stream order makes the reuse safe: the previous GEMM has read it).
-const bf16* weight_of(const DevicePass& pass, const DeviceLinear& linear) {
+// The base weight as bf16: held so, or dequantized into the pass's one scratch (stream order
+// makes the reuse safe: the previous GEMM has read it). A checkpointed layer's recomputed
+// forward keeps its dequantized weights (saved->keep_dequantized_weights) for the backward that
+// follows at once: one layer of bf16 weights more in memory, a third fewer dequantizations.
+const bf16* weight_of(const DevicePass& pass, const DeviceLinear& linear, DeviceLayerSaved* saved, int slot) {
     if (!linear.is_packed()) return linear.weight;
     ProfileScope timed = pass.timed("dequantize base weight");
+    if (saved != nullptr && saved->keep_dequantized_weights) {
+        saved->weights[slot] = device_bf16(pass, linear.out, linear.in, "dequantized base weight kept for backward");
+        dequantize_weight(linear, saved->weights[slot].as<bf16>(), pass.stream());
+        return saved->weights[slot].as<bf16>();
+    }
     dequantize_weight(linear, pass.weight_scratch, pass.stream());
     return pass.weight_scratch;
 }
 
+// y = x W^T (+ bias) + s (x A^T) B^T (+ residual). The LoRA product is written first and the
+// base GEMM adds onto it in its epilogue (beta = 1), and the residual rides the first GEMM's
+// epilogue the same way: y is written twice and read once, with no pass of its own for the
+// LoRA sum or the residual.
 void project(const DevicePass& pass, int layer_index, int slot, const bf16* x, bf16* y,
-             DeviceLayerSaved* saved) {
+             DeviceLayerSaved* saved, const bf16* residual = nullptr) {
     const DeviceLinear& linear = pass.model.layers[layer_index].linears[slot];
     const DeviceLoraModule* module = pass.lora != nullptr ? pass.lora->module(layer_index, slot) : nullptr;
     BlasLt& blas = pass.runtime.blas();
     const int64_t n = pass.batch.num_tokens();
-    const bf16* weight = weight_of(pass, linear);
-    {
-        ProfileScope timed = pass.timed("base GEMM forward");
-        matmul(blas, y, x, weight, n, linear.out, linear.in, false, true, 1.0f, 0.0f);
-        if (linear.bias != nullptr) add_bias_forward(y, linear.bias, n, linear.out, pass.stream());
+    const bf16* weight = weight_of(pass, linear, saved, slot);
+    const bf16* base_addend = residual;  // what the base GEMM adds to its product
+    if (module != nullptr) {
+        ProfileScope timed = pass.timed("LoRA forward");
+        DeviceBuffer u = device_bf16(pass, n, module->rank, "LoRA x A^T");
+        matmul(blas, u.as<bf16>(), x, module->a, n, module->rank, linear.in, false, true, 1.0f, 0.0f);
+        matmul_add(blas, y, u.as<bf16>(), module->b, residual, n, linear.out, module->rank, false, true,
+                   pass.lora->scaling(), residual != nullptr ? 1.0f : 0.0f);
+        base_addend = y;
+        if (saved != nullptr) saved->lora_u[slot] = std::move(u);
     }
-    if (module == nullptr) return;
-    ProfileScope timed = pass.timed("LoRA forward");
-    DeviceBuffer u = device_bf16(pass, n, module->rank, "LoRA x A^T");
-    matmul(blas, u.as<bf16>(), x, module->a, n, module->rank, linear.in, false, true, 1.0f, 0.0f);
-    matmul(blas, y, u.as<bf16>(), module->b, n, linear.out, module->rank, false, true, pass.lora->scaling(), 1.0f);
-    if (saved != nullptr) saved->lora_u[slot] = std::move(u);
+    ProfileScope timed = pass.timed("base GEMM forward");
+    matmul_add(blas, y, x, weight, base_addend, n, linear.out, linear.in, false, true, 1.0f,
+               base_addend != nullptr ? 1.0f : 0.0f);
+    if (linear.bias != nullptr) add_bias_forward(y, linear.bias, n, linear.out, pass.stream());
 }
 
-// dx (+)= the gradient through one projection; the LoRA gradients accumulate (beta = 1).
+// dx (+)= the gradient through one projection; the LoRA gradients accumulate (beta = 1). The
+// LoRA input gradient goes first, so that the base GEMM accumulates onto it in its epilogue.
 void project_backward(const DevicePass& pass, int layer_index, int slot, const DeviceLayerSaved& saved,
                       const bf16* x, const bf16* dy, bf16* dx, bool accumulate) {
     const DeviceLinear& linear = pass.model.layers[layer_index].linears[slot];
     const DeviceLoraModule* module = pass.lora != nullptr ? pass.lora->module(layer_index, slot) : nullptr;
     BlasLt& blas = pass.runtime.blas();
     const int64_t n = pass.batch.num_tokens();
-    const bf16* weight = weight_of(pass, linear);
-    {
-        ProfileScope timed = pass.timed("base GEMM backward (dx)");
-        matmul(blas, dx, dy, weight, n, linear.in, linear.out, false, false, 1.0f, accumulate ? 1.0f : 0.0f);
+    const bf16* weight = saved.weights[slot].data() != nullptr ? saved.weights[slot].as<bf16>()
+                                                               : weight_of(pass, linear, nullptr, slot);
+    if (module != nullptr) {
+        ProfileScope timed = pass.timed("LoRA backward");
+        const float s = pass.lora->scaling();
+        const bf16* u = saved.lora_u[slot].as<bf16>();
+        // dB += s dy^T u;  du = s dy B;  dA += du^T x;  dx (+)= du A.
+        matmul(blas, module->grad_b, dy, u, linear.out, module->rank, n, true, false, s, 1.0f);
+        DeviceBuffer du = device_bf16(pass, n, module->rank, "LoRA u gradient");
+        matmul(blas, du.as<bf16>(), dy, module->b, n, module->rank, linear.out, false, false, s, 0.0f);
+        matmul(blas, module->grad_a, du.as<bf16>(), x, module->rank, linear.in, n, true, false, 1.0f, 1.0f);
+        matmul(blas, dx, du.as<bf16>(), module->a, n, linear.in, module->rank, false, false, 1.0f,
+               accumulate ? 1.0f : 0.0f);
+        accumulate = true;
     }
-    if (module == nullptr) return;
-    ProfileScope timed = pass.timed("LoRA backward");
-    const float s = pass.lora->scaling();
-    const bf16* u = saved.lora_u[slot].as<bf16>();
-    // dB += s dy^T u;  du = s dy B;  dA += du^T x;  dx += du A.
-    matmul(blas, module->grad_b, dy, u, linear.out, module->rank, n, true, false, s, 1.0f);
-    DeviceBuffer du = device_bf16(pass, n, module->rank, "LoRA u gradient");
-    matmul(blas, du.as<bf16>(), dy, module->b, n, module->rank, linear.out, false, false, s, 0.0f);
-    matmul(blas, module->grad_a, du.as<bf16>(), x, module->rank, linear.in, n, true, false, 1.0f, 1.0f);
-    matmul(blas, dx, du.as<bf16>(), module->a, n, linear.in, module->rank, false, false, 1.0f, 1.0f);
+    ProfileScope timed = pass.timed("base GEMM backward (dx)");
+    matmul(blas, dx, dy, weight, n, linear.in, linear.out, false, false, 1.0f, accumulate ? 1.0f : 0.0f);
 }
 
 }  // namespace
@@ -141,11 +158,7 @@ void device_layer_forward(const DevicePass& pass, int layer_index, const bf16* x
     }
 
     s.h = device_bf16(pass, n, hidden, "attention residual");
-    project(pass, layer_index, kSlotO, s.attn.as<bf16>(), s.h.as<bf16>(), keep);
-    {
-        ProfileScope timed = pass.timed("residual add");
-        add_inplace(s.h.as<bf16>(), x, n * hidden, stream);
-    }
+    project(pass, layer_index, kSlotO, s.attn.as<bf16>(), s.h.as<bf16>(), keep, /*residual=*/x);
 
     // MLP block.
     s.norm2 = device_bf16(pass, n, hidden, "post-attention norm");
@@ -165,11 +178,7 @@ void device_layer_forward(const DevicePass& pass, int layer_index, const bf16* x
         ProfileScope timed = pass.timed("swiglu forward");
         swiglu_forward(s.act.as<bf16>(), s.gate.as<bf16>(), s.up.as<bf16>(), n * inter, stream);
     }
-    project(pass, layer_index, kSlotDown, s.act.as<bf16>(), y, keep);
-    {
-        ProfileScope timed = pass.timed("residual add");
-        add_inplace(y, s.h.as<bf16>(), n * hidden, stream);
-    }
+    project(pass, layer_index, kSlotDown, s.act.as<bf16>(), y, keep, /*residual=*/s.h.as<bf16>());
 }
 
 void device_layer_backward(const DevicePass& pass, int layer_index, const bf16* x,

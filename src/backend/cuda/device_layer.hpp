@@ -56,6 +56,10 @@ struct DeviceLayerSaved {
     DeviceBuffer norm2, rstd2;
     DeviceBuffer gate, up, act;       // MLP
     std::array<DeviceBuffer, kDeviceLinearSlots> lora_u;  // x A^T per projection [N, r]
+    // Set before a checkpointed layer's recomputed forward: its dequantized base weights are kept
+    // here for the backward that follows (instead of dequantizing them again).
+    bool keep_dequantized_weights = false;
+    std::array<DeviceBuffer, kDeviceLinearSlots> weights;  // bf16 [out, in] when kept
 };
 
 // y [N, hidden] = layer(x). Fills `saved` when given (training).

@@ -95,11 +95,13 @@ void DeviceLora::download(const LoraAdapter& adapter, cudaStream_t stream) {
     AXL_CUDA_CHECK(cudaMemcpyAsync(host_staging_.data(), params(), sizeof(float) * numel_, cudaMemcpyDeviceToHost,
                                    stream));
     AXL_CUDA_CHECK(cudaStreamSynchronize(stream));
+    // adapter.modules directly: parameters() would ask for this very download (sync_host).
     int64_t offset = 0;
-    for (const Tensor& param : adapter.parameters()) {
-        std::memcpy(param.f32(), host_staging_.data() + offset, param.nbytes());
-        offset += param.numel();
-    }
+    for (const LoraModule& module : adapter.modules)
+        for (const Tensor* param : {&module.a, &module.b}) {
+            std::memcpy(param->f32(), host_staging_.data() + offset, param->nbytes());
+            offset += param->numel();
+        }
 }
 
 }  // namespace axl::cuda

@@ -44,8 +44,8 @@ public:
     // A copy of the gradients to return to when a micro-batch fails part-way.
     void save_gradients(DeviceAllocator& allocator);
     void restore_gradients(cudaStream_t stream) const;
-    // After an update: the bf16 copies from the masters, and the masters back into the host
-    // adapter (waits for the stream).
+    // After an update: the bf16 copies from the masters. download: the masters back into the
+    // host adapter (waits for the stream); the trainer runs it lazily (LoraAdapter::sync_host).
     void refresh_copies(cudaStream_t stream) const;
     void download(const LoraAdapter& adapter, cudaStream_t stream);
 

@@ -181,6 +181,7 @@ double train_loss_sum_and_backward(Runtime& runtime, const ModelConfig& config, 
         const bf16* x = trunk.layer_inputs[l].as<bf16>();
         if (options.gradient_checkpointing) {
             DeviceLayerSaved saved;
+            saved.keep_dequantized_weights = true;
             DeviceBuffer scratch = device_bf16(pass, n, hidden, "recomputed output");
             device_layer_forward(pass, l, x, scratch.as<bf16>(), &saved);
             scratch = DeviceBuffer();

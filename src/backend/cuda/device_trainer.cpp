@@ -19,8 +19,18 @@ Runtime& runtime_of(const LoraAdapter& adapter) {
 
 }  // namespace
 
-DeviceTrainer::DeviceTrainer(const LoraAdapter& adapter) : runtime_(runtime_of(adapter)) {
+DeviceTrainer::DeviceTrainer(const LoraAdapter& adapter) : runtime_(runtime_of(adapter)), adapter_(&adapter) {
     check_device_trainable(adapter);
+}
+
+DeviceTrainer::~DeviceTrainer() {
+    try {
+        adapter_->sync_host();
+    } catch (const std::exception& e) {
+        adapter_->clear_host_stale();
+        adapter_->model->context->log(AXL_LOG_ERROR, std::string("the trained adapter could not be copied back "
+                                                                 "from the device: ") + e.what());
+    }
 }
 
 void DeviceTrainer::prepare(const LoraAdapter& adapter) {
@@ -98,10 +108,12 @@ Optimizer::Update DeviceTrainer::apply(Optimizer& optimizer, float grad_scale) {
         adamw_step(&all, 1, coefficients, stream);
         lora_->refresh_copies(stream);
     }
-    {
-        ProfileScope timed(profile, "adapter copy to host", stream);
-        lora_->download(*optimizer.adapter(), stream);
-    }
+    // The host copy is now stale; it is fetched when something on the host reads it.
+    const LoraAdapter* adapter = optimizer.adapter().get();
+    adapter->set_host_stale([this, adapter] {
+        runtime_.device().make_current();
+        lora_->download(*adapter, runtime_.device().stream());
+    });
     optimizer.count_device_update();
     return update;
 }

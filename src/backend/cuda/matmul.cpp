@@ -18,4 +18,9 @@ void matmul(BlasLt& blas, bf16* c, const bf16* a, const bf16* b, int64_t m, int6
     blas.matmul(c, GemmType::BF16, a, b, GemmType::BF16, m, n, k, trans_a, trans_b, alpha, beta);
 }
 
+void matmul_add(BlasLt& blas, bf16* d, const bf16* a, const bf16* b, const bf16* c, int64_t m, int64_t n, int64_t k,
+                bool trans_a, bool trans_b, float alpha, float beta) {
+    blas.matmul(d, GemmType::BF16, a, b, GemmType::BF16, m, n, k, trans_a, trans_b, alpha, beta, c);
+}
+
 }  // namespace axl::cuda

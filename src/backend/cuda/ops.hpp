@@ -39,6 +39,10 @@ void matmul(BlasLt& blas, float* c, const bf16* a, const bf16* b, int64_t m, int
             bool trans_a, bool trans_b, float alpha, float beta);
 void matmul(BlasLt& blas, bf16* c, const bf16* a, const bf16* b, int64_t m, int64_t n, int64_t k,
             bool trans_a, bool trans_b, float alpha, float beta);
+// d = alpha op(a) op(b) + beta c, with c read in the GEMM's epilogue (c may alias d): a
+// residual or accumulated term added for free.
+void matmul_add(BlasLt& blas, bf16* d, const bf16* a, const bf16* b, const bf16* c, int64_t m, int64_t n, int64_t k,
+                bool trans_a, bool trans_b, float alpha, float beta);
 
 // ---- kernels/embedding.cu -----------------------------------------------------------------
 void embedding_forward(float* out, const int32_t* tokens, const float* table, int64_t n_tokens,
