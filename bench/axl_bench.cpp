@@ -1,7 +1,9 @@
 // axl-bench: LoRA training steps on the CUDA backend over synthetic Llama shapes (random
 // weights built in memory, no checkpoint files), the numbers of docs/benchmarks.md.
-//   axl_bench [--models 1b,8b] [--bases bf16,nf4] [--batches 1,4] [--seq 2048] [--steps 5] [--warmup 2]
-//             [--profile 1]
+//   axl_bench [--models 1b,8b] [--bases bf16,nf4,int4,fp8] [--batches 1,4] [--seq 2048] [--steps 5]
+//             [--warmup 2] [--profile 1]
+// Bases (default bf16,nf4): bf16 weights, or random codes of NF4 (blocks of 64), int4 grouped
+// (groups of 128) or fp8 e4m3 (a scale per row), dequantized to bf16 before each GEMM.
 // --profile 1 adds one more step per case with per-op device timing (StepProfile) and prints
 // where its time went.
 // Shapes: 1b = hidden 2048, 16 layers, MLP 8192, 32/8 heads of 64, vocab 128256 (tied
@@ -57,6 +59,16 @@ std::vector<std::string> split(const std::string& text) {
     std::stringstream in(text);
     for (std::string item; std::getline(in, item, ',');) out.push_back(item);
     return out;
+}
+
+// The storage of a --bases name; false for an unknown name.
+bool base_storage(const std::string& name, test::BaseStorage* out) {
+    if (name == "bf16") *out = test::BaseStorage::BF16;
+    else if (name == "nf4") *out = test::BaseStorage::NF4RandomCodes;
+    else if (name == "int4") *out = test::BaseStorage::Int4RandomCodes;
+    else if (name == "fp8") *out = test::BaseStorage::Fp8RandomCodes;
+    else return false;
+    return true;
 }
 
 std::shared_ptr<Context> cuda_context() {
@@ -152,6 +164,13 @@ int main(int argc, char** argv) {
             return 2;
         }
     }
+    for (const std::string& base : split(bases)) {
+        test::BaseStorage storage;
+        if (!base_storage(base, &storage)) {
+            std::fprintf(stderr, "unknown base %s (bf16, nf4, int4 or fp8)\n", base.c_str());
+            return 2;
+        }
+    }
     if (cuda::device_count() == 0) {
         std::printf("no CUDA device\n");
         return 77;
@@ -186,7 +205,7 @@ int main(int argc, char** argv) {
             o.vocab = shape->vocab;
             o.tie_embeddings = shape->tied;
             o.embedding_dtype = DType::BF16;
-            o.storage = base == "nf4" ? test::BaseStorage::NF4RandomCodes : test::BaseStorage::BF16;
+            base_storage(base, &o.storage);
             auto model = test::make_synthetic_model(context, o);
             LoraConfig lora;
             lora.rank = kRank;

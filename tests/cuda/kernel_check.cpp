@@ -1037,6 +1037,8 @@ void print_table(uint64_t seed) {
     std::printf("%d passed, %d failed\n", passed, failed);
 }
 
+#include "check_dequantize_formats.hpp"
+
 // AXL_CHECK_ONLY=a,b runs only the checks whose group name contains one of the words (for
 // example AXL_CHECK_ONLY=attention); unset runs everything.
 bool selected(const char* group) {
@@ -1100,6 +1102,7 @@ int main() {
         if (selected("dequantize")) check_dequantize<float>(env, axl::QuantFormat::NF4, true);
         if (selected("dequantize")) check_dequantize<bf16>(env, axl::QuantFormat::NF4, true);
         if (selected("dequantize")) check_dequantize<float>(env, axl::QuantFormat::FP4, false);
+        if (selected("dequantize_formats")) check_dequantize_formats(env);
         if (selected("attention")) check_attention<float>(env, 128, false);
         if (selected("attention")) check_attention<float>(env, 128, true);
         if (selected("attention")) check_attention<float>(env, 64, true);

@@ -1,7 +1,9 @@
 // A Llama-shaped Model built in memory with random weights (no checkpoint files), for the CUDA
 // step check and axl-bench: base linears in f32/bf16, or as NF4 (bitsandbytes layout, blocks
-// of 64) either quantized from the random weights or drawn directly as random codes (fast
-// enough for 8B shapes); norms at 1, embeddings and linears uniform with the given std.
+// of 64) either quantized from the random weights or drawn directly as random codes, or as
+// random int4 grouped (groups of 128, quantize-on-load's default) or fp8 e4m3 codes (the
+// random-code kinds are fast enough for 8B shapes); norms at 1, embeddings and linears
+// uniform with the given std.
 #pragma once
 
 #include <omp.h>
@@ -15,11 +17,12 @@
 #include "core/context.hpp"
 #include "lora/counter_rng.hpp"
 #include "model/model.hpp"
+#include "quant/minifloat.hpp"
 #include "quant/quantize.hpp"
 
 namespace axl::test {
 
-enum class BaseStorage { F32, BF16, NF4Quantized, NF4RandomCodes };
+enum class BaseStorage { F32, BF16, NF4Quantized, NF4RandomCodes, Int4RandomCodes, Fp8RandomCodes };
 
 struct SyntheticModelOptions {
     int hidden = 256;
@@ -60,27 +63,72 @@ inline Tensor filled_tensor(const std::shared_ptr<HostAllocator>& allocator, Sha
     return out;
 }
 
-// NF4 codes drawn at random (both nibbles of each byte) with absmax ~ 2.5 std: the bytes and
-// the compute of a real NF4 model, not its values.
-inline std::shared_ptr<QuantizedTensor> random_nf4(int64_t rows, int64_t cols, uint64_t seed, float std) {
+// `bytes` random bytes (all 8 bits of each), parallel and deterministic in (seed, index).
+inline std::vector<uint8_t> random_bytes(size_t bytes, uint64_t seed) {
+    std::vector<uint8_t> out(bytes);
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < static_cast<int64_t>(bytes); i += 8) {
+        const uint64_t bits = counter_random(seed, static_cast<uint64_t>(i));
+        for (int64_t j = 0; j < 8 && i + j < static_cast<int64_t>(bytes); ++j)
+            out[i + j] = static_cast<uint8_t>(bits >> (8 * j));
+    }
+    return out;
+}
+
+// A [rows, cols] weight of random codes in `format` with blocks of `block_size` (the row for
+// whole-row formats): the bytes and the compute of a real model, not its values.
+inline std::shared_ptr<QuantizedTensor> random_codes_tensor(QuantFormat format, int64_t rows, int64_t cols,
+                                                           int64_t block_size, uint64_t seed) {
     auto q = std::make_shared<QuantizedTensor>();
-    q->format = QuantFormat::NF4;
+    q->format = format;
     q->rows = rows;
     q->cols = cols;
-    q->block_size = 64;
+    q->block_size = block_size;
     q->weight_dtype = DType::BF16;
-    std::vector<uint8_t> packed(static_cast<size_t>(rows * cols / 2));
+    q->packed = QuantArray<uint8_t>(random_bytes(static_cast<size_t>(packed_size_bytes(format, rows, cols)), seed));
+    return q;
+}
+
+// NF4 codes drawn at random (both nibbles of each byte) with absmax ~ 2.5 std.
+inline std::shared_ptr<QuantizedTensor> random_nf4(int64_t rows, int64_t cols, uint64_t seed, float std) {
+    auto q = random_codes_tensor(QuantFormat::NF4, rows, cols, 64, seed);
     std::vector<float> absmax(static_cast<size_t>(rows * cols / 64));
-#pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < static_cast<int64_t>(packed.size()); i += 8) {
-        const uint64_t bits = counter_random(seed, static_cast<uint64_t>(i));
-        for (int64_t j = 0; j < 8 && i + j < static_cast<int64_t>(packed.size()); ++j)
-            packed[i + j] = static_cast<uint8_t>(bits >> (8 * j));
-    }
     for (size_t b = 0; b < absmax.size(); ++b)
         absmax[b] = std * static_cast<float>(2.0 + counter_uniform(seed + 1, b));
-    q->packed = QuantArray<uint8_t>(std::move(packed));
     q->scales = QuantArray<float>(std::move(absmax));
+    return q;
+}
+
+// int4 grouped codes drawn at random, groups of 128: scale ~ the range of a uniform weight
+// over 15 steps, zero ~ half a step (levels run -8..7), both rounded through bf16.
+inline std::shared_ptr<QuantizedTensor> random_int4(int64_t rows, int64_t cols, uint64_t seed, float std) {
+    auto q = random_codes_tensor(QuantFormat::Int4Group, rows, cols, kInt4DefaultGroupSize, seed);
+    const size_t groups = static_cast<size_t>(rows * cols / kInt4DefaultGroupSize);
+    std::vector<float> scales(groups), zeros(groups);
+    const double step = 2.0 * std * std::sqrt(3.0) / 15.0;
+    for (size_t g = 0; g < groups; ++g) {
+        const float scale = static_cast<float>(step * (0.9 + 0.2 * counter_uniform(seed + 1, g)));
+        scales[g] = round_through_dtype(scale, DType::BF16);
+        zeros[g] = round_through_dtype(0.5f * scale, DType::BF16);
+    }
+    q->scales = QuantArray<float>(std::move(scales));
+    q->zeros = QuantArray<float>(std::move(zeros));
+    return q;
+}
+
+// fp8 e4m3 codes drawn at random (never the NaN codes 0x7f/0xff), one scale per row with the
+// row's amax ~ 2.5 std, as torchao's amax / 448.
+inline std::shared_ptr<QuantizedTensor> random_fp8(int64_t rows, int64_t cols, uint64_t seed, float std) {
+    auto q = random_codes_tensor(QuantFormat::Fp8E4M3, rows, cols, cols, seed);
+    uint8_t* codes = q->packed.data();
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < rows * cols; ++i)
+        if ((codes[i] & 0x7f) == 0x7f) codes[i] = static_cast<uint8_t>(codes[i] - 1);
+    std::vector<float> scales(static_cast<size_t>(rows));
+    for (size_t r = 0; r < scales.size(); ++r)
+        scales[r] = round_through_dtype(std * static_cast<float>(2.0 + counter_uniform(seed + 1, r)) / kE4M3Max,
+                                        DType::BF16);
+    q->scales = QuantArray<float>(std::move(scales));
     return q;
 }
 
@@ -108,6 +156,12 @@ inline Linear synthetic_linear(const std::shared_ptr<HostAllocator>& allocator, 
         }
         case BaseStorage::NF4RandomCodes:
             linear.quantized = random_nf4(out, in, seed, o.std);
+            break;
+        case BaseStorage::Int4RandomCodes:
+            linear.quantized = random_int4(out, in, seed, o.std);
+            break;
+        case BaseStorage::Fp8RandomCodes:
+            linear.quantized = random_fp8(out, in, seed, o.std);
             break;
     }
     return linear;

@@ -1,15 +1,16 @@
 // The frozen base model on the device, uploaded once per model (Runtime::model_mirror) and read
-// by every CUDA training pass of it: the decoder linears as bf16, or, for bitsandbytes 4-bit
-// weights (NF4/FP4), as their packed codes and statistics, dequantized to bf16 right before
+// by every CUDA training pass of it: the decoder linears as bf16, or, when quantized (any
+// format), as their codes and statistics exactly as stored, dequantized to bf16 right before
 // each GEMM into one scratch the pass reuses for every linear; norms f32; embeddings and the LM
-// head bf16. Formats without a device dequantizer (int8, int4 group, fp8, NVFP4, MXFP4) are
-// dequantized once on the host and held as bf16.
+// head bf16 (a quantized LM head is dequantized once, on the device, because the fused
+// LM-head cross-entropy reads it whole).
 #pragma once
 
 #include <array>
 #include <cstdint>
 #include <vector>
 
+#include "backend/cuda/dequantize_formats.hpp"
 #include "backend/cuda/device_allocator.hpp"
 #include "backend/cuda/ops.hpp"
 #include "model/model.hpp"
@@ -20,10 +21,14 @@ class Runtime;
 
 struct DeviceLinear {
     int64_t in = 0, out = 0;
-    const bf16* weight = nullptr;  // [out, in]; null when held as 4-bit codes
-    Bnb4BitWeight packed;          // the 4-bit codes and statistics when weight is null
+    const bf16* weight = nullptr;  // [out, in]; null when held quantized
+    QuantFormat format = QuantFormat::NF4;  // of the codes, when weight is null
+    Bnb4BitWeight packed;          // NF4/FP4 codes and statistics, when weight is null (for
+                                   // other formats only packed.format is set: the format)
+    PackedWeight quantized;        // every other format's codes and statistics, when weight is null
     const float* bias = nullptr;   // [out] or null
 
+    // Whether the weight must be dequantized (dequantize_weight) before its GEMM.
     bool is_packed() const { return weight == nullptr; }
 };
 
@@ -55,12 +60,18 @@ public:
 private:
     const float* upload_f32(const Tensor& tensor, const char* what);
     const bf16* upload_bf16(const Tensor& tensor, const char* what);
+    // Copies `count` values to a new device buffer appended to `owner`; null when count is 0.
     template <typename T>
-    const T* upload(const T* host, size_t count, const char* what);
-    DeviceLinear upload_linear(const Linear& linear);
+    const T* upload(const T* host, size_t count, const char* what, std::vector<DeviceBuffer>& owner);
+    template <typename T>
+    const T* upload(const T* host, size_t count, const char* what) { return upload(host, count, what, buffers_); }
+    // A linear as stored: bf16, or its codes and statistics in buffers appended to `owner`.
+    DeviceLinear upload_linear(const Linear& linear, std::vector<DeviceBuffer>& owner);
+    void upload_bnb_4bit(const QuantizedTensor& q, Bnb4BitWeight* p, std::vector<DeviceBuffer>& owner);
+    void upload_packed(const QuantizedTensor& q, PackedWeight* p, std::vector<DeviceBuffer>& owner);
+    DeviceLinear upload_lm_head(const Linear& head);
 
     DeviceAllocator& allocator_;
-    std::shared_ptr<HostAllocator> host_allocator_;  // staging of host-side dequantization
     std::vector<DeviceBuffer> buffers_;
 };
 
