@@ -1,9 +1,16 @@
 // Dequantization of frozen base weights on the device, bit-exact with the CPU reference in
 // src/quant (the twin of quant/nf4_fp4.cpp's dequantize_bnb_4bit_rows): bitsandbytes NF4 and
-// FP4, f32 block absmax or double-quantized absmax. A thread takes four packed bytes and writes
-// their eight elements (the first of each byte's pair from the HIGH nibble) in 16-byte stores. Each value is code_table[code] * absmax in f32 -
-// with the CPU's own code table, so the two cannot drift apart - rounded once to the output
+// FP4, f32 block absmax or double-quantized absmax. Each value is code_table[code] * absmax in
+// f32 - with the CPU's own code table, so the two cannot drift apart - rounded once to the output
 // type, as bitsandbytes' kDequantizeBlockwise does.
+//
+// The kernel is bound by its stores (four output bytes of bf16 for every half byte of codes),
+// so the fast path is built around them: a thread takes kWordsPerThread words of four packed
+// bytes, each word's eight values one 16-byte bf16 store (two float4 for f32), and the words of
+// a block's threads interleave so that every load and every store of a warp is one contiguous
+// run. All of a thread's code loads and block statistics are issued before the first value is
+// computed, and the statistic's block index is a shift (power-of-two block sizes), not a 64-bit
+// division. Other shapes and alignments take the one-byte-a-thread kernel.
 #include "backend/cuda/ops.hpp"
 #include "common.cuh"
 #include "quant/nf4_fp4.hpp"
@@ -27,64 +34,98 @@ __device__ __forceinline__ float block_absmax(const Bnb4BitWeight& w, int64_t bl
     return __fadd_rn(scaled, w.offset);
 }
 
-// Eight outputs (four packed bytes) per thread, stored as 16-byte vectors when Vectorized: the
-// kernel is bound by its stores, so their width sets its speed.
-constexpr int kBytesPerThread = 4;
-constexpr int kValuesPerThread = 2 * kBytesPerThread;
+// Four packed bytes (a 32-bit word) give eight outputs, stored together.
+constexpr int kBytesPerWord = 4;
+constexpr int kValuesPerWord = 2 * kBytesPerWord;
+constexpr int kWordsPerThread = 4;
+constexpr int kWordsPerTile = kWordsPerThread * kDequantizeThreads;  // a block's words per loop step
 
-__device__ __forceinline__ void store_values(float* out, const float (&v)[kValuesPerThread]) {
+__device__ __forceinline__ void store_values(float* out, const float (&v)[kValuesPerWord]) {
     reinterpret_cast<float4*>(out)[0] = make_float4(v[0], v[1], v[2], v[3]);
     reinterpret_cast<float4*>(out)[1] = make_float4(v[4], v[5], v[6], v[7]);
 }
 
-__device__ __forceinline__ void store_values(__nv_bfloat16* out, const float (&v)[kValuesPerThread]) {
-    uint4 packed;
-    uint32_t* words = reinterpret_cast<uint32_t*>(&packed);
-#pragma unroll
-    for (int i = 0; i < kValuesPerThread / 2; ++i) {
-        const __nv_bfloat162 pair = __floats2bfloat162_rn(v[2 * i], v[2 * i + 1]);  // .x = v[2i], the lower address
-        words[i] = *reinterpret_cast<const uint32_t*>(&pair);
-    }
-    *reinterpret_cast<uint4*>(out) = packed;
+__device__ __forceinline__ void store_values(__nv_bfloat16* out, const float (&v)[kValuesPerWord]) {
+    store_vector(out, v);
 }
 
-// Bytes [first_byte, first_byte + n_bytes) of the packed weight into out[0 .. 2 n_bytes).
-// Vectorized: n_bytes and first_byte are multiples of kBytesPerThread, out is 16-byte aligned
-// and a block holds a multiple of kValuesPerThread values (so a thread's values share a block).
-template <typename T, bool Vectorized>
+// The eight values of one word: byte b holds elements 2b (HIGH nibble) and 2b + 1 (little
+// endian: byte b of the word is the b-th byte in memory).
+__device__ __forceinline__ void decode_word(uint32_t word, float scale, const float* codes,
+                                            float (&v)[kValuesPerWord]) {
+#pragma unroll
+    for (int b = 0; b < kBytesPerWord; ++b) {
+        const uint32_t byte = (word >> (8 * b)) & 0xffu;
+        v[2 * b] = __fmul_rn(codes[byte >> 4], scale);
+        v[2 * b + 1] = __fmul_rn(codes[byte & 0x0fu], scale);
+    }
+}
+
+// Words [0, n_words) of the packed weight from byte first_byte into out[0 .. 8 n_words). Needs
+// first_byte a multiple of 4 with packed 4-byte aligned, out 16-byte aligned, and a block size
+// 2^block_shift >= 8 (so a word's values share a block). Word w of a tile goes to thread
+// w % kDequantizeThreads: for each k, the block's threads load consecutive words and store
+// consecutive 16-byte vectors.
+template <typename T>
+__global__ void __launch_bounds__(kDequantizeThreads)
+dequantize_bnb_4bit_vector_kernel(T* out, const __grid_constant__ Bnb4BitWeight w, const CodeTable table,
+                                  int64_t first_byte, int64_t n_words, int block_shift) {
+    __shared__ float codes[kCodes];
+    if (threadIdx.x < kCodes) codes[threadIdx.x] = table.value[threadIdx.x];
+    __syncthreads();
+    const uint32_t* words = reinterpret_cast<const uint32_t*>(w.packed + first_byte);
+    const int64_t first_element = 2 * first_byte;
+    for (int64_t tile = blockIdx.x; tile * kWordsPerTile < n_words; tile += gridDim.x) {
+        const int64_t base = tile * kWordsPerTile + threadIdx.x;
+        uint32_t word[kWordsPerThread];
+        float scale[kWordsPerThread];
+#pragma unroll
+        for (int k = 0; k < kWordsPerThread; ++k) {
+            const int64_t i = base + int64_t{k} * kDequantizeThreads;
+            if (i < n_words) word[k] = words[i];
+        }
+#pragma unroll
+        for (int k = 0; k < kWordsPerThread; ++k) {
+            const int64_t i = base + int64_t{k} * kDequantizeThreads;
+            if (i < n_words) scale[k] = block_absmax(w, (first_element + i * kValuesPerWord) >> block_shift);
+        }
+#pragma unroll
+        for (int k = 0; k < kWordsPerThread; ++k) {
+            const int64_t i = base + int64_t{k} * kDequantizeThreads;
+            if (i < n_words) {
+                float v[kValuesPerWord];
+                decode_word(word[k], scale[k], codes, v);
+                store_values(out + i * kValuesPerWord, v);
+            }
+        }
+    }
+}
+
+// Bytes [first_byte, first_byte + n_bytes) of the packed weight into out[0 .. 2 n_bytes), one
+// byte a thread: any alignment, any even block size.
+template <typename T>
 __global__ void __launch_bounds__(kDequantizeThreads)
 dequantize_bnb_4bit_kernel(T* out, const __grid_constant__ Bnb4BitWeight w, const CodeTable table,
                            int64_t first_byte, int64_t n_bytes) {
     __shared__ float codes[kCodes];
     if (threadIdx.x < kCodes) codes[threadIdx.x] = table.value[threadIdx.x];
     __syncthreads();
-    if constexpr (Vectorized) {
-        const uint32_t* words = reinterpret_cast<const uint32_t*>(w.packed + first_byte);
-        const int64_t n_words = n_bytes / kBytesPerThread;
-        for (int64_t i = blockIdx.x * int64_t{kDequantizeThreads} + threadIdx.x; i < n_words;
-             i += int64_t{gridDim.x} * kDequantizeThreads) {
-            const uint32_t word = words[i];
-            const float scale = block_absmax(w, (2 * (first_byte + i * kBytesPerThread)) / w.block_size);
-            float v[kValuesPerThread];
-#pragma unroll
-            for (int b = 0; b < kBytesPerThread; ++b) {
-                const uint32_t byte = (word >> (8 * b)) & 0xffu;  // little endian: byte b is element pair b
-                v[2 * b] = __fmul_rn(codes[byte >> 4], scale);
-                v[2 * b + 1] = __fmul_rn(codes[byte & 0x0fu], scale);
-            }
-            store_values(out + i * kValuesPerThread, v);
-        }
-    } else {
-        for (int64_t i = blockIdx.x * int64_t{kDequantizeThreads} + threadIdx.x; i < n_bytes;
-             i += int64_t{gridDim.x} * kDequantizeThreads) {
-            const int64_t byte_index = first_byte + i;
-            const uint8_t byte = w.packed[byte_index];
-            // block_size is even, so both elements of a byte share a block.
-            const float scale = block_absmax(w, (2 * byte_index) / w.block_size);
-            out[2 * i] = from_float<T>(__fmul_rn(codes[byte >> 4], scale));
-            out[2 * i + 1] = from_float<T>(__fmul_rn(codes[byte & 0x0f], scale));
-        }
+    for (int64_t i = grid_thread_index(); i < n_bytes; i += grid_thread_count()) {
+        const int64_t byte_index = first_byte + i;
+        const uint8_t byte = w.packed[byte_index];
+        // block_size is even, so both elements of a byte share a block.
+        const float scale = block_absmax(w, (2 * byte_index) / w.block_size);
+        out[2 * i] = from_float<T>(__fmul_rn(codes[byte >> 4], scale));
+        out[2 * i + 1] = from_float<T>(__fmul_rn(codes[byte & 0x0f], scale));
     }
+}
+
+// log2(block_size) when it is a power of two, -1 otherwise.
+int power_of_two_shift(int64_t block_size) {
+    if (block_size <= 0 || (block_size & (block_size - 1)) != 0) return -1;
+    int shift = 0;
+    while ((int64_t{1} << shift) < block_size) ++shift;
+    return shift;
 }
 
 template <typename T>
@@ -104,17 +145,20 @@ void launch_dequantize_bnb_4bit(const Bnb4BitWeight& w, int64_t row_begin, int64
     const float* cpu_table = bnb_4bit_code_table(w.format);
     for (int i = 0; i < kCodes; ++i) table.value[i] = cpu_table[i];
     const int64_t first_byte = row_begin * w.cols / 2;
-    const bool vectorized = n_bytes % kBytesPerThread == 0 && first_byte % kBytesPerThread == 0 &&
-                            w.block_size % kValuesPerThread == 0 && reinterpret_cast<uintptr_t>(out) % 16 == 0 &&
-                            reinterpret_cast<uintptr_t>(w.packed) % kBytesPerThread == 0;
-    if (vectorized)
-        dequantize_bnb_4bit_kernel<T, true>
-            <<<grid_for(n_bytes / kBytesPerThread, kDequantizeThreads, 65536), kDequantizeThreads, 0, stream>>>(
-                out, w, table, first_byte, n_bytes);
-    else
-        dequantize_bnb_4bit_kernel<T, false>
-            <<<grid_for(n_bytes, kDequantizeThreads, 65536), kDequantizeThreads, 0, stream>>>(out, w, table,
-                                                                                            first_byte, n_bytes);
+    const int block_shift = power_of_two_shift(w.block_size);
+    const bool vectorized = n_bytes % kBytesPerWord == 0 && first_byte % kBytesPerWord == 0 &&
+                            block_shift >= 0 && w.block_size % kValuesPerWord == 0 && is_vector_aligned(out) &&
+                            reinterpret_cast<uintptr_t>(w.packed) % kBytesPerWord == 0;
+    if (vectorized) {
+        auto* kernel = dequantize_bnb_4bit_vector_kernel<T>;
+        const int64_t n_words = n_bytes / kBytesPerWord;
+        kernel<<<grid_for_resident(kernel, n_words, kWordsPerTile, kDequantizeThreads), kDequantizeThreads, 0,
+                 stream>>>(out, w, table, first_byte, n_words, block_shift);
+    } else {
+        auto* kernel = dequantize_bnb_4bit_kernel<T>;
+        kernel<<<grid_for_resident(kernel, n_bytes, kDequantizeThreads, kDequantizeThreads), kDequantizeThreads, 0,
+                 stream>>>(out, w, table, first_byte, n_bytes);
+    }
     AXL_CUDA_CHECK_LAUNCH("dequantize_bnb_4bit_kernel");
 }
 

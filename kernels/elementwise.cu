@@ -1,7 +1,7 @@
 // Small elementwise and reduction helpers of the training step on the device (the twins of
-// backend/cpu/elementwise.cpp). The reductions are deterministic: sum_squares takes partial
-// sums over a fixed grid and adds them in a fixed order, add_bias_backward gives each dbias
-// element one owner; neither uses atomics.
+// backend/cpu/elementwise.cpp). add, scale and bias move 16-byte vectors (common.cuh). The
+// reductions are deterministic: sum_squares takes partial sums over a fixed grid and adds them
+// in a fixed order, add_bias_backward gives each dbias element one owner; neither uses atomics.
 #include "backend/cuda/ops.hpp"
 #include "common.cuh"
 
@@ -15,17 +15,37 @@ constexpr int kBiasColumns = 32;    // columns a add_bias_backward block owns (o
 constexpr int kBiasRowGroups = 8;   // threads down the rows per column
 static_assert(kBiasColumns == kWarpSize, "a warp reads one row's columns of the block, coalesced");
 
-template <typename T>
+// add/scale/bias in 16-byte vectors when every pointer is 16-byte aligned (Vectorized), the
+// elements after the last whole vector and every element otherwise one at a time; the same one
+// f32 operation per element either way.
+template <typename T, bool Vectorized>
 __global__ void __launch_bounds__(kElementwiseThreads) add_inplace_kernel(T* y, const T* x, int64_t n) {
-    for (int64_t i = blockIdx.x * int64_t{kElementwiseThreads} + threadIdx.x; i < n;
-         i += int64_t{gridDim.x} * kElementwiseThreads)
+    constexpr int W = kVectorSize<T>;
+    const int64_t vector_end = Vectorized ? n / W * W : 0;
+    for (int64_t i = grid_thread_index() * W; i < vector_end; i += grid_thread_count() * W) {
+        float a[W], b[W];
+        load_vector(y + i, a);
+        load_vector(x + i, b);
+#pragma unroll
+        for (int k = 0; k < W; ++k) a[k] += b[k];
+        store_vector(y + i, a);
+    }
+    for (int64_t i = vector_end + grid_thread_index(); i < n; i += grid_thread_count())
         y[i] = from_float<T>(to_float(y[i]) + to_float(x[i]));
 }
 
-template <typename T>
+template <typename T, bool Vectorized>
 __global__ void __launch_bounds__(kElementwiseThreads) scale_inplace_kernel(T* y, float s, int64_t n) {
-    for (int64_t i = blockIdx.x * int64_t{kElementwiseThreads} + threadIdx.x; i < n;
-         i += int64_t{gridDim.x} * kElementwiseThreads)
+    constexpr int W = kVectorSize<T>;
+    const int64_t vector_end = Vectorized ? n / W * W : 0;
+    for (int64_t i = grid_thread_index() * W; i < vector_end; i += grid_thread_count() * W) {
+        float a[W];
+        load_vector(y + i, a);
+#pragma unroll
+        for (int k = 0; k < W; ++k) a[k] *= s;
+        store_vector(y + i, a);
+    }
+    for (int64_t i = vector_end + grid_thread_index(); i < n; i += grid_thread_count())
         y[i] = from_float<T>(to_float(y[i]) * s);
 }
 
@@ -61,13 +81,26 @@ __global__ void __launch_bounds__(kSumThreads) sum_squares_total_kernel(double* 
     if (threadIdx.x == 0) *result = sum;
 }
 
-template <typename T>
+// Vectorized also needs cols to be a multiple of the vector width, so that a vector never
+// crosses a row and its bias values are one aligned run.
+template <typename T, bool Vectorized>
 __global__ void __launch_bounds__(kElementwiseThreads)
 add_bias_forward_kernel(T* y, const float* bias, int64_t rows, int64_t cols) {
+    constexpr int W = kVectorSize<T>;
     const int64_t n = rows * cols;
-    for (int64_t i = blockIdx.x * int64_t{kElementwiseThreads} + threadIdx.x; i < n;
-         i += int64_t{gridDim.x} * kElementwiseThreads)
-        y[i] = from_float<T>(to_float(y[i]) + bias[i % cols]);
+    if constexpr (Vectorized) {
+        for (int64_t i = grid_thread_index() * W; i < n; i += grid_thread_count() * W) {
+            float a[W], b[W];
+            load_vector(y + i, a);
+            load_floats(bias + i % cols, b);
+#pragma unroll
+            for (int k = 0; k < W; ++k) a[k] += b[k];
+            store_vector(y + i, a);
+        }
+    } else {
+        for (int64_t i = grid_thread_index(); i < n; i += grid_thread_count())
+            y[i] = from_float<T>(to_float(y[i]) + bias[i % cols]);
+    }
 }
 
 // dbias[c] += sum over rows of dout[r, c].
@@ -94,22 +127,46 @@ add_bias_backward_kernel(float* dbias, const T* dout, int64_t rows, int64_t cols
 template <typename T>
 void launch_add_inplace(T* y, const T* x, int64_t n, cudaStream_t stream) {
     if (n <= 0) return;
-    add_inplace_kernel<<<grid_for(n, kElementwiseThreads), kElementwiseThreads, 0, stream>>>(y, x, n);
+    if (is_vector_aligned(y) && is_vector_aligned(x)) {
+        auto* kernel = add_inplace_kernel<T, true>;
+        kernel<<<grid_for_resident(kernel, n, int64_t{kElementwiseThreads} * kVectorSize<T>, kElementwiseThreads),
+                 kElementwiseThreads, 0, stream>>>(y, x, n);
+    } else {
+        auto* kernel = add_inplace_kernel<T, false>;
+        kernel<<<grid_for_resident(kernel, n, kElementwiseThreads, kElementwiseThreads), kElementwiseThreads, 0,
+                 stream>>>(y, x, n);
+    }
     AXL_CUDA_CHECK_LAUNCH("add_inplace_kernel");
 }
 
 template <typename T>
 void launch_scale_inplace(T* y, float s, int64_t n, cudaStream_t stream) {
     if (n <= 0) return;
-    scale_inplace_kernel<<<grid_for(n, kElementwiseThreads), kElementwiseThreads, 0, stream>>>(y, s, n);
+    if (is_vector_aligned(y)) {
+        auto* kernel = scale_inplace_kernel<T, true>;
+        kernel<<<grid_for_resident(kernel, n, int64_t{kElementwiseThreads} * kVectorSize<T>, kElementwiseThreads),
+                 kElementwiseThreads, 0, stream>>>(y, s, n);
+    } else {
+        auto* kernel = scale_inplace_kernel<T, false>;
+        kernel<<<grid_for_resident(kernel, n, kElementwiseThreads, kElementwiseThreads), kElementwiseThreads, 0,
+                 stream>>>(y, s, n);
+    }
     AXL_CUDA_CHECK_LAUNCH("scale_inplace_kernel");
 }
 
 template <typename T>
 void launch_add_bias_forward(T* y, const float* bias, int64_t rows, int64_t cols, cudaStream_t stream) {
     if (rows <= 0 || cols <= 0) return;
-    add_bias_forward_kernel<<<grid_for(rows * cols, kElementwiseThreads), kElementwiseThreads, 0, stream>>>(
-        y, bias, rows, cols);
+    const int64_t n = rows * cols;
+    if (cols % kVectorSize<T> == 0 && is_vector_aligned(y) && is_vector_aligned(bias)) {
+        auto* kernel = add_bias_forward_kernel<T, true>;
+        kernel<<<grid_for_resident(kernel, n, int64_t{kElementwiseThreads} * kVectorSize<T>, kElementwiseThreads),
+                 kElementwiseThreads, 0, stream>>>(y, bias, rows, cols);
+    } else {
+        auto* kernel = add_bias_forward_kernel<T, false>;
+        kernel<<<grid_for_resident(kernel, n, kElementwiseThreads, kElementwiseThreads), kElementwiseThreads, 0,
+                 stream>>>(y, bias, rows, cols);
+    }
     AXL_CUDA_CHECK_LAUNCH("add_bias_forward_kernel");
 }
 

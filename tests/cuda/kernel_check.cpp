@@ -322,6 +322,82 @@ void check_embedding(Env& env) {
 
 // ---- rmsnorm ------------------------------------------------------------------------------
 
+// Host values `offset` elements into a device array (the elements before are padding): the
+// pointer .get() + offset is not 16-byte aligned unless offset is a multiple of 16 / sizeof(T),
+// which sends the vectorized kernels to their scalar paths.
+template <typename T>
+DeviceArray<T> upload_at(Env& env, const std::vector<float>& host, size_t offset) {
+    std::vector<float> padded(offset, 1.0f);
+    padded.insert(padded.end(), host.begin(), host.end());
+    return upload<T>(env, padded);
+}
+
+template <typename T>
+std::vector<float> download_at(Env& env, const DeviceArray<T>& a, size_t offset) {
+    const std::vector<float> all = download(env, a);
+    return std::vector<float>(all.begin() + static_cast<std::ptrdiff_t>(offset), all.end());
+}
+
+// A [rows, cols] case whose activations start `offset` elements past an aligned buffer.
+struct Shape {
+    int64_t rows, cols;
+    size_t offset;
+};
+
+std::string shape_name(int64_t rows, int64_t cols, size_t offset) {
+    return std::to_string(rows) + "x" + std::to_string(cols) + (offset ? " +" + std::to_string(offset) : "");
+}
+
+// rmsnorm_backward_add's reference: the CPU backward, then the residual gradient added in f32.
+std::vector<float> rmsnorm_backward_add_reference(const std::vector<float>& dx, const std::vector<float>& residual) {
+    std::vector<float> ref = dx;
+    for (size_t i = 0; i < ref.size(); ++i) ref[i] += residual[i];
+    return ref;
+}
+
+// One shape through forward, backward with dweight and the backward fused with a residual
+// gradient, the activations `offset` elements past aligned buffers; one untimed row.
+template <typename T>
+void check_rmsnorm_shape(Env& env, int64_t rows, int64_t cols, size_t offset) {
+    const float eps = 1e-5f;
+    const int64_t n = rows * cols;
+    const auto x = round_to_bf16(env.random.uniform(n, -2.0f, 2.0f));
+    const auto weight = env.random.uniform(cols, 0.5f, 1.5f);
+    const auto dout = round_to_bf16(env.random.uniform(n, -1.0f, 1.0f));
+    const auto residual = round_to_bf16(env.random.uniform(n, -1.0f, 1.0f));
+    const auto dweight_start = env.random.uniform(cols, -1.0f, 1.0f);
+    std::vector<float> out(n), rstd(rows), dx(n), dweight = dweight_start;
+    axl::cpu::rmsnorm_forward(out.data(), rstd.data(), x.data(), weight.data(), rows, cols, eps);
+    axl::cpu::rmsnorm_backward(dx.data(), dweight.data(), dout.data(), x.data(), weight.data(), rstd.data(), rows,
+                               cols);
+    const auto dx_add = rmsnorm_backward_add_reference(dx, residual);
+
+    auto d_x = upload_at<T>(env, x, offset);
+    auto d_dout = upload_at<T>(env, dout, offset);
+    auto d_residual = upload_at<T>(env, residual, offset);
+    auto d_weight = upload<float>(env, weight);
+    auto d_rstd_ref = upload<float>(env, rstd);
+    auto d_dweight = upload<float>(env, dweight_start);
+    auto d_out = poisoned<T>(env, n + offset);
+    auto d_rstd = poisoned<float>(env, rows);
+    auto d_dx = poisoned<T>(env, n + offset);
+    auto d_dx_add = poisoned<T>(env, n + offset);
+    axl::cuda::rmsnorm_forward(d_out.get() + offset, d_rstd.get(), d_x.get() + offset, d_weight.get(), rows, cols, eps,
+                               env.stream());
+    axl::cuda::rmsnorm_backward(d_dx.get() + offset, d_dweight.get(), d_dout.get() + offset, d_x.get() + offset,
+                                d_weight.get(), d_rstd_ref.get(), rows, cols, env.stream());
+    axl::cuda::rmsnorm_backward_add(d_dx_add.get() + offset, d_dout.get() + offset, d_x.get() + offset,
+                                    d_weight.get(), d_rstd_ref.get(), d_residual.get() + offset, rows, cols,
+                                    env.stream());
+    OpCheck check(std::string("rmsnorm fwd/bwd/bwd+add ") + Elem<T>::name() + " " + shape_name(rows, cols, offset));
+    check.add(out, download_at(env, d_out, offset), output_tolerance<T>(out, 1e-5, 1e-6));
+    check.add(rstd, download(env, d_rstd), {0.0, 1e-5});
+    check.add(dx, download_at(env, d_dx, offset), output_tolerance<T>(dx, 1e-4, 1e-5));
+    check.add(dweight, download(env, d_dweight), {1e-5 * max_abs_value(dweight), 1e-4});
+    check.add(dx_add, download_at(env, d_dx_add, offset), output_tolerance<T>(dx_add, 1e-4, 1e-5));
+    check.finish();
+}
+
 template <typename T>
 void check_rmsnorm(Env& env) {
     const int64_t rows = 4096, cols = 4096;
@@ -329,6 +405,7 @@ void check_rmsnorm(Env& env) {
     const auto x = round_to_bf16(env.random.uniform(rows * cols, -2.0f, 2.0f));
     const auto weight = env.random.uniform(cols, 0.5f, 1.5f);
     const auto dout = round_to_bf16(env.random.uniform(rows * cols, -1.0f, 1.0f));
+    const auto residual = round_to_bf16(env.random.uniform(rows * cols, -1.0f, 1.0f));
     const auto dweight_start = env.random.uniform(cols, -1.0f, 1.0f);
 
     std::vector<float> out(rows * cols), rstd(rows), dx(rows * cols), dweight = dweight_start;
@@ -354,19 +431,55 @@ void check_rmsnorm(Env& env) {
     }
     // The backward gets the CPU's rstd, so that it is checked on its own.
     auto d_rstd_ref = upload<float>(env, rstd);
-    auto d_dx = poisoned<T>(env, rows * cols);
-    auto d_dweight = upload<float>(env, dweight_start);
-    axl::cuda::rmsnorm_backward(d_dx.get(), d_dweight.get(), d_dout.get(), d_x.get(), d_weight.get(),
-                                d_rstd_ref.get(), rows, cols, env.stream());
-    OpCheck check(std::string("rmsnorm_backward ") + Elem<T>::name());
-    // dx = rstd (g - n mean(g n)) cancels: f32 error relative to the row's scale.
-    check.add(dx, download(env, d_dx), output_tolerance<T>(dx, 1e-4, 1e-5));
-    check.add(dweight, download(env, d_dweight), {1e-5 * max_abs_value(dweight), 1e-4});
-    const double ms = time_ms(env, [&] {
+    {
+        auto d_dx = poisoned<T>(env, rows * cols);
+        auto d_dweight = upload<float>(env, dweight_start);
         axl::cuda::rmsnorm_backward(d_dx.get(), d_dweight.get(), d_dout.get(), d_x.get(), d_weight.get(),
                                     d_rstd_ref.get(), rows, cols, env.stream());
-    });
-    check.finish(ms, bandwidth(5.0 * rows * cols * sizeof(T), ms));
+        OpCheck check(std::string("rmsnorm_backward ") + Elem<T>::name());
+        // dx = rstd (g - n mean(g n)) cancels: f32 error relative to the row's scale.
+        check.add(dx, download(env, d_dx), output_tolerance<T>(dx, 1e-4, 1e-5));
+        check.add(dweight, download(env, d_dweight), {1e-5 * max_abs_value(dweight), 1e-4});
+        const double ms = time_ms(env, [&] {
+            axl::cuda::rmsnorm_backward(d_dx.get(), d_dweight.get(), d_dout.get(), d_x.get(), d_weight.get(),
+                                        d_rstd_ref.get(), rows, cols, env.stream());
+        });
+        check.finish(ms, bandwidth(5.0 * rows * cols * sizeof(T), ms));
+    }
+    {
+        // The training step's call: frozen norm weights, no dweight pass.
+        auto d_dx = poisoned<T>(env, rows * cols);
+        axl::cuda::rmsnorm_backward(d_dx.get(), nullptr, d_dout.get(), d_x.get(), d_weight.get(), d_rstd_ref.get(),
+                                    rows, cols, env.stream());
+        OpCheck check(std::string("rmsnorm_backward ") + Elem<T>::name() + " (no dweight)");
+        check.add(dx, download(env, d_dx), output_tolerance<T>(dx, 1e-4, 1e-5));
+        const double ms = time_ms(env, [&] {
+            axl::cuda::rmsnorm_backward(d_dx.get(), nullptr, d_dout.get(), d_x.get(), d_weight.get(),
+                                        d_rstd_ref.get(), rows, cols, env.stream());
+        });
+        check.finish(ms, bandwidth(3.0 * rows * cols * sizeof(T), ms));
+    }
+    {
+        // Fused with the residual branch's gradient: the f32 sum rounded once.
+        const auto dx_add = rmsnorm_backward_add_reference(dx, residual);
+        auto d_residual = upload<T>(env, residual);
+        auto d_dx = poisoned<T>(env, rows * cols);
+        axl::cuda::rmsnorm_backward_add(d_dx.get(), d_dout.get(), d_x.get(), d_weight.get(), d_rstd_ref.get(),
+                                        d_residual.get(), rows, cols, env.stream());
+        OpCheck check(std::string("rmsnorm_backward_add ") + Elem<T>::name());
+        check.add(dx_add, download(env, d_dx), output_tolerance<T>(dx_add, 1e-4, 1e-5));
+        const double ms = time_ms(env, [&] {
+            axl::cuda::rmsnorm_backward_add(d_dx.get(), d_dout.get(), d_x.get(), d_weight.get(), d_rstd_ref.get(),
+                                            d_residual.get(), rows, cols, env.stream());
+        });
+        check.finish(ms, bandwidth(4.0 * rows * cols * sizeof(T), ms));
+    }
+    // Every kernel shape: per-head norms (lanes of a warp per row, rows that end mid-block),
+    // a warp per row, blocks of 256/512/1024 threads, rows longer than the registers hold, and
+    // the scalar kernels (odd row length, misaligned pointers).
+    for (const Shape& shape : {Shape{333, 128, 0}, Shape{50, 512, 0}, Shape{257, 1000, 0}, Shape{100, 2048, 0},
+                               Shape{64, 8192, 0}, Shape{16, 20000, 0}, Shape{37, 1001, 0}, Shape{100, 4096, 1}})
+        check_rmsnorm_shape<T>(env, shape.rows, shape.cols, shape.offset);
 }
 
 // ---- rope ---------------------------------------------------------------------------------
@@ -385,6 +498,37 @@ void check_rope_tables(Env& env) {
     // Same f32 angle; CUDA's cosf/sinf are within 2 ulp of the correctly rounded value.
     check.add(cos, download(env, d_cos), {1e-6, 0.0});
     check.add(sin, download(env, d_sin), {1e-6, 0.0});
+    check.finish();
+}
+
+// Forward and backward of one head layout, x `offset` elements past an aligned buffer; one
+// untimed row.
+template <typename T>
+void check_rope_shape(Env& env, int64_t tokens, int64_t heads, int64_t head_dim, size_t offset) {
+    const int64_t half = head_dim / 2, max_pos = 512, n = tokens * heads * head_dim;
+    std::vector<float> inv_freq(half);
+    for (int64_t i = 0; i < half; ++i) inv_freq[i] = static_cast<float>(std::pow(10000.0, -2.0 * i / head_dim));
+    std::vector<float> cos(max_pos * half), sin(max_pos * half);
+    axl::cpu::rope_tables(cos.data(), sin.data(), inv_freq.data(), max_pos, half);
+    const auto positions = env.random.integers(tokens, 0, max_pos - 1);
+    const auto x = round_to_bf16(env.random.uniform(n, -1.0f, 1.0f));
+    std::vector<float> forward = x, backward = x;
+    axl::cpu::rope_forward(forward.data(), positions.data(), cos.data(), sin.data(), tokens, heads, head_dim);
+    axl::cpu::rope_backward(backward.data(), positions.data(), cos.data(), sin.data(), tokens, heads, head_dim);
+    auto d_cos = upload<float>(env, cos);
+    auto d_sin = upload<float>(env, sin);
+    auto d_pos = upload_raw(env, positions);
+    auto d_forward = upload_at<T>(env, x, offset);
+    auto d_backward = upload_at<T>(env, x, offset);
+    axl::cuda::rope_forward(d_forward.get() + offset, d_pos.get(), d_cos.get(), d_sin.get(), tokens, heads, head_dim,
+                            env.stream());
+    axl::cuda::rope_backward(d_backward.get() + offset, d_pos.get(), d_cos.get(), d_sin.get(), tokens, heads, head_dim,
+                             env.stream());
+    OpCheck check(std::string("rope fwd/bwd ") + Elem<T>::name() + " " + std::to_string(tokens) + "x" +
+                  std::to_string(heads) + "x" + std::to_string(head_dim) + (offset ? " +" + std::to_string(offset) : ""));
+    const Tolerance tol = std::is_same_v<T, float> ? Tolerance{0.0, 0.0} : Tolerance{1e-6, kBf16Unit};
+    check.add(forward, download_at(env, d_forward, offset), tol);
+    check.add(backward, download_at(env, d_backward, offset), tol);
     check.finish();
 }
 
@@ -426,9 +570,42 @@ void check_rope(Env& env) {
         });
         check.finish(ms, bandwidth(2.0 * tokens * heads * head_dim * sizeof(T), ms));
     }
+    // The vector kernel at other widths (head_dim 80; 72 for f32), the scalar one where half a
+    // head is not whole vectors (bf16 72) or x is misaligned.
+    check_rope_shape<T>(env, 33, 7, 80, 0);
+    check_rope_shape<T>(env, 37, 3, 72, 0);
+    check_rope_shape<T>(env, 50, 5, 64, 1);
 }
 
 // ---- swiglu -------------------------------------------------------------------------------
+
+// Forward and backward of n elements, the inputs `in_offset` and the outputs `out_offset`
+// elements past aligned buffers; one untimed row.
+template <typename T>
+void check_swiglu_shape(Env& env, int64_t n, size_t in_offset, size_t out_offset) {
+    const auto gate = round_to_bf16(env.random.uniform(n, -6.0f, 6.0f));
+    const auto up = round_to_bf16(env.random.uniform(n, -2.0f, 2.0f));
+    const auto dout = round_to_bf16(env.random.uniform(n, -1.0f, 1.0f));
+    std::vector<float> out(n), dgate(n), dup(n);
+    axl::cpu::swiglu_forward(out.data(), gate.data(), up.data(), n);
+    axl::cpu::swiglu_backward(dgate.data(), dup.data(), dout.data(), gate.data(), up.data(), n);
+    auto d_gate = upload_at<T>(env, gate, in_offset);
+    auto d_up = upload_at<T>(env, up, in_offset);
+    auto d_dout = upload_at<T>(env, dout, in_offset);
+    auto d_out = poisoned<T>(env, n + out_offset);
+    auto d_dgate = poisoned<T>(env, n + out_offset);
+    auto d_dup = poisoned<T>(env, n + out_offset);
+    axl::cuda::swiglu_forward(d_out.get() + out_offset, d_gate.get() + in_offset, d_up.get() + in_offset, n,
+                              env.stream());
+    axl::cuda::swiglu_backward(d_dgate.get() + out_offset, d_dup.get() + out_offset, d_dout.get() + in_offset,
+                               d_gate.get() + in_offset, d_up.get() + in_offset, n, env.stream());
+    OpCheck check(std::string("swiglu fwd/bwd ") + Elem<T>::name() + " n=" + std::to_string(n) + " in+" +
+                  std::to_string(in_offset) + " out+" + std::to_string(out_offset));
+    check.add(out, download_at(env, d_out, out_offset), output_tolerance<T>(out, 1e-5, 1e-7));
+    check.add(dgate, download_at(env, d_dgate, out_offset), output_tolerance<T>(dgate, 1e-5, 1e-7));
+    check.add(dup, download_at(env, d_dup, out_offset), output_tolerance<T>(dup, 1e-5, 1e-7));
+    check.finish();
+}
 
 template <typename T>
 void check_swiglu(Env& env) {
@@ -463,9 +640,44 @@ void check_swiglu(Env& env) {
         axl::cuda::swiglu_backward(d_dgate.get(), d_dup.get(), d_dout.get(), d_gate.get(), d_up.get(), n, env.stream());
     });
     check.finish(ms, bandwidth(5.0 * n * sizeof(T), ms));
+    // A tail after the last whole vector, and misaligned inputs or outputs (the scalar kernel).
+    check_swiglu_shape<T>(env, 1000003, 0, 0);
+    check_swiglu_shape<T>(env, 4099, 1, 0);
+    check_swiglu_shape<T>(env, 4099, 0, 3);
 }
 
 // ---- elementwise --------------------------------------------------------------------------
+
+// add + scale over all rows * cols elements, and add_bias_forward on [rows, cols], with y and
+// x `y_offset` and `x_offset` elements past aligned buffers; one untimed row.
+template <typename T>
+void check_elementwise_shape(Env& env, int64_t rows, int64_t cols, size_t y_offset, size_t x_offset) {
+    const int64_t n = rows * cols;
+    const auto y = round_to_bf16(env.random.uniform(n, -2.0f, 2.0f));
+    const auto x = round_to_bf16(env.random.uniform(n, -2.0f, 2.0f));
+    const auto bias = env.random.uniform(cols, -1.0f, 1.0f);
+    const float s = 0.7f;
+    const Tolerance one_op = std::is_same_v<T, float> ? Tolerance{0.0, 0.0} : Tolerance{0.0, kBf16Unit};
+    std::vector<float> sum = y;
+    axl::cpu::add_inplace(sum.data(), x.data(), n);
+    if (!std::is_same_v<T, float>) sum = round_to_bf16(sum);
+    axl::cpu::scale_inplace(sum.data(), s, n);
+    std::vector<float> biased = y;
+    axl::cpu::add_bias_forward(biased.data(), bias.data(), rows, cols);
+
+    auto d_y = upload_at<T>(env, y, y_offset);
+    auto d_x = upload_at<T>(env, x, x_offset);
+    auto d_biased = upload_at<T>(env, y, y_offset);
+    auto d_bias = upload<float>(env, bias);
+    axl::cuda::add_inplace(d_y.get() + y_offset, d_x.get() + x_offset, n, env.stream());
+    axl::cuda::scale_inplace(d_y.get() + y_offset, s, n, env.stream());
+    axl::cuda::add_bias_forward(d_biased.get() + y_offset, d_bias.get(), rows, cols, env.stream());
+    OpCheck check(std::string("add/scale/bias ") + Elem<T>::name() + " " + std::to_string(rows) + "x" +
+                  std::to_string(cols) + " y+" + std::to_string(y_offset) + " x+" + std::to_string(x_offset));
+    check.add(sum, download_at(env, d_y, y_offset), one_op);
+    check.add(biased, download_at(env, d_biased, y_offset), one_op);
+    check.finish();
+}
 
 template <typename T>
 void check_elementwise(Env& env) {
@@ -515,6 +727,13 @@ void check_elementwise(Env& env) {
         });
         check.finish(ms, bandwidth(1.0 * n * sizeof(T), ms));
     }
+    // Tails after the last whole vector, rows that are not whole vectors (the scalar bias
+    // kernel), and misaligned y or x.
+    check_elementwise_shape<T>(env, 1, 1000003, 0, 0);
+    check_elementwise_shape<T>(env, 33, 1000, 0, 0);
+    check_elementwise_shape<T>(env, 37, 1001, 0, 0);
+    check_elementwise_shape<T>(env, 64, 128, 1, 0);
+    check_elementwise_shape<T>(env, 64, 128, 0, 1);
 }
 
 void check_sum_squares(Env& env) {
@@ -881,55 +1100,79 @@ void check_adamw(Env& env) {
 
 // ---- dequantize ---------------------------------------------------------------------------
 
+// A bitsandbytes 4-bit weight, quantized on the CPU, on the device, with its CPU
+// dequantization (rounded once to bf16 for a bf16 output).
+template <typename T>
+struct DeviceBnb4Bit {
+    axl::QuantizedTensor q;
+    std::vector<float> ref;
+    DeviceArray<uint8_t> packed, absmax_codes;
+    DeviceArray<float> absmax, nested, code_map;
+    axl::cuda::Bnb4BitWeight w;
+
+    DeviceBnb4Bit(Env& env, const std::vector<float>& weight, int64_t rows, int64_t cols,
+                  const axl::QuantConfig& config)
+        : q(axl::quantize(weight.data(), rows, cols, config)), ref(rows * cols) {
+        axl::dequantize(q, ref.data());
+        if (!std::is_same_v<T, float>) ref = round_to_bf16(ref);  // the CPU's f32, rounded once
+        packed = upload_raw(env, q.packed);
+        w.format = config.format;
+        w.rows = rows;
+        w.cols = cols;
+        w.block_size = q.block_size;
+        w.packed = packed.get();
+        if (q.double_quant) {
+            absmax_codes = upload_raw(env, q.double_quant->codes);
+            nested = upload_raw(env, q.double_quant->absmax);
+            code_map = upload_raw(env, q.double_quant->code_map);
+            w.absmax_codes = absmax_codes.get();
+            w.nested_absmax = nested.get();
+            w.code_map = code_map.get();
+            w.offset = q.double_quant->offset;
+        } else {
+            absmax = upload_raw(env, q.scales);
+            w.absmax = absmax.get();
+        }
+    }
+};
+
+// Dequantizes `weight` in the row ranges [cuts[i], cuts[i + 1]) into one output, `offset`
+// elements past an aligned buffer, and checks it bit-exact.
+template <typename T>
+void check_dequantize_ranges(Env& env, OpCheck& check, const DeviceBnb4Bit<T>& weight,
+                             const std::vector<int64_t>& cuts, size_t offset) {
+    const int64_t cols = weight.w.cols;
+    auto d_out = poisoned<T>(env, weight.ref.size() + offset);
+    for (size_t i = 0; i + 1 < cuts.size(); ++i)
+        axl::cuda::dequantize_bnb_4bit_rows(weight.w, cuts[i], cuts[i + 1], d_out.get() + offset + cuts[i] * cols,
+                                            env.stream());
+    check.add(weight.ref, download_at(env, d_out, offset), {0.0, 0.0});  // bit-exact
+}
+
 template <typename T>
 void check_dequantize(Env& env, axl::QuantFormat format, bool double_quant) {
     const int64_t rows = 4096, cols = 4096;
     axl::QuantConfig config;
     config.format = format;
     config.double_quant = double_quant;
-    const auto weight = env.random.uniform(rows * cols, -0.1f, 0.1f);
-    const axl::QuantizedTensor q = axl::quantize(weight.data(), rows, cols, config);
-    std::vector<float> ref(rows * cols);
-    axl::dequantize(q, ref.data());
-    if (!std::is_same_v<T, float>) ref = round_to_bf16(ref);  // the CPU's f32, rounded once
-
-    auto d_packed = upload_raw(env, q.packed);
-    DeviceArray<float> d_absmax, d_nested, d_map;
-    DeviceArray<uint8_t> d_codes;
-    axl::cuda::Bnb4BitWeight w;
-    w.format = format;
-    w.rows = rows;
-    w.cols = cols;
-    w.block_size = q.block_size;
-    w.packed = d_packed.get();
-    if (q.double_quant) {
-        d_codes = upload_raw(env, q.double_quant->codes);
-        d_nested = upload_raw(env, q.double_quant->absmax);
-        d_map = upload_raw(env, q.double_quant->code_map);
-        w.absmax_codes = d_codes.get();
-        w.nested_absmax = d_nested.get();
-        w.code_map = d_map.get();
-        w.offset = q.double_quant->offset;
-    } else {
-        d_absmax = upload_raw(env, q.scales);
-        w.absmax = d_absmax.get();
-    }
-    auto d_out = poisoned<T>(env, rows * cols);
-    // In two row ranges, as a tiled consumer would call it.
-    const int64_t split = 1000;
-    axl::cuda::dequantize_bnb_4bit_rows(w, 0, split, d_out.get(), env.stream());
-    axl::cuda::dequantize_bnb_4bit_rows(w, split, rows, d_out.get() + split * cols, env.stream());
+    const DeviceBnb4Bit<T> weight(env, env.random.uniform(rows * cols, -0.1f, 0.1f), rows, cols, config);
     OpCheck check(std::string("dequantize ") + axl::quant_format_name(format) + (double_quant ? "+dq" : "") + " -> " +
                   Elem<T>::name());
-    check.add(ref, download(env, d_out), {0.0, 0.0});  // bit-exact
-    if (std::is_same_v<T, bf16> && !double_quant) {
-        // An output that is not 16-byte aligned takes the scalar path.
-        auto d_shifted = poisoned<T>(env, rows * cols + 1);
-        axl::cuda::dequantize_bnb_4bit_rows(w, 0, rows, d_shifted.get() + 1, env.stream());
-        auto shifted = download(env, d_shifted);
-        check.add(ref, std::vector<float>(shifted.begin() + 1, shifted.end()), {0.0, 0.0});
-    }
-    const double ms = time_ms(env, [&] { axl::cuda::dequantize_bnb_4bit_rows(w, 0, rows, d_out.get(), env.stream()); });
+    // In row ranges, as a tiled consumer calls it; 3 and 997 rows end mid-tile of the vector
+    // kernel (1024 words of 4096-column rows, 512 words a row).
+    check_dequantize_ranges(env, check, weight, {0, 3, 1000, rows}, 0);
+    // An output that is not 16-byte aligned takes the scalar kernel.
+    if (std::is_same_v<T, bf16> && !double_quant) check_dequantize_ranges(env, check, weight, {0, rows}, 1);
+    // The smallest and a large block size, on a short weight.
+    config.block_size = double_quant ? 32 : 256;
+    const int64_t short_rows = 45, short_cols = 768;
+    const DeviceBnb4Bit<T> short_weight(env, env.random.uniform(short_rows * short_cols, -0.1f, 0.1f), short_rows,
+                                        short_cols, config);
+    check_dequantize_ranges(env, check, short_weight, {0, 1, short_rows}, 0);
+    check_dequantize_ranges(env, check, short_weight, {0, short_rows}, 3);
+    auto d_out = poisoned<T>(env, rows * cols);
+    const double ms =
+        time_ms(env, [&] { axl::cuda::dequantize_bnb_4bit_rows(weight.w, 0, rows, d_out.get(), env.stream()); });
     check.finish(ms, bandwidth(rows * cols * (0.5 + sizeof(T)), ms));
 }
 

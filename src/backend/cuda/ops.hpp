@@ -60,6 +60,14 @@ void rmsnorm_backward(float* dx, float* dweight, const float* dout, const float*
                       const float* rstd, int64_t rows, int64_t cols, cudaStream_t stream);
 void rmsnorm_backward(bf16* dx, float* dweight, const bf16* dout, const bf16* x, const float* weight,
                       const float* rstd, int64_t rows, int64_t cols, cudaStream_t stream);
+// The backward fused with the residual branch's gradient: dx = (the gradient through the norm)
+// + residual_grad, summed in f32 and rounded once. residual_grad [rows, cols] may be null (then
+// this is rmsnorm_backward without dweight) and is not dx. No dweight: the step's norm weights
+// are frozen.
+void rmsnorm_backward_add(float* dx, const float* dout, const float* x, const float* weight, const float* rstd,
+                          const float* residual_grad, int64_t rows, int64_t cols, cudaStream_t stream);
+void rmsnorm_backward_add(bf16* dx, const bf16* dout, const bf16* x, const float* weight, const float* rstd,
+                          const bf16* residual_grad, int64_t rows, int64_t cols, cudaStream_t stream);
 
 // ---- kernels/rope.cu ----------------------------------------------------------------------
 void rope_tables(float* cos, float* sin, const float* inv_freq, int64_t max_pos, int64_t half_dim,
