@@ -1281,6 +1281,7 @@ void print_table(uint64_t seed) {
 }
 
 #include "check_dequantize_formats.hpp"
+#include "check_dequant_gemm.hpp"
 
 // AXL_CHECK_ONLY=a,b runs only the checks whose group name contains one of the words (for
 // example AXL_CHECK_ONLY=attention); unset runs everything.
@@ -1345,6 +1346,7 @@ int main() {
         if (selected("dequantize")) check_dequantize<float>(env, axl::QuantFormat::NF4, true);
         if (selected("dequantize")) check_dequantize<bf16>(env, axl::QuantFormat::NF4, true);
         if (selected("dequantize")) check_dequantize<float>(env, axl::QuantFormat::FP4, false);
+        if (selected("dequant_gemm")) check_dequant_gemm(env);
         if (selected("dequantize_formats")) check_dequantize_formats(env);
         if (selected("attention")) check_attention<float>(env, 128, false);
         if (selected("attention")) check_attention<float>(env, 128, true);
