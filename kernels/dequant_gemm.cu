@@ -86,8 +86,8 @@ __device__ __forceinline__ NibbleOffsets nibble_offsets(uint32_t word) {
 __device__ __forceinline__ float dequantized(uint32_t table_address, uint32_t offsets, int byte, float absmax) {
     const uint32_t address = __byte_perm(offsets, table_address, 0x7650u + byte);
     float code_value;
-    // Not volatile: the address depends on codes loaded after the table was written and synced.
-    asm("ld.shared.f32 %0, [%1];" : "=f"(code_value) : "r"(address));
+    // volatile: the compiler must not move the load above the barrier that publishes the table.
+    asm volatile("ld.shared.f32 %0, [%1];" : "=f"(code_value) : "r"(address));
     return __fmul_rn(code_value, absmax);
 }
 

@@ -21,7 +21,8 @@ constexpr int64_t kFusedDequantMaxTokens = 16;
 
 // Whether the fused kernels take this weight for `tokens` tokens: NF4 or FP4 (with or without
 // double quantization), 1..kFusedDequantMaxTokens tokens, rows of a multiple of 64 elements,
-// blocks of a multiple of 32 elements that do not straddle rows, packed codes 16-byte aligned.
+// blocks of a power of two >= 32 elements (every block size bitsandbytes takes) that do not
+// straddle rows, packed codes 16-byte aligned.
 // When false, callers dequantize and use matmul.
 bool fused_dequant_gemm_supported(const Bnb4BitWeight& w, int64_t tokens);
 
