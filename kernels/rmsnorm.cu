@@ -34,6 +34,13 @@ inline constexpr int kBlockThreads = Group < kRowThreads ? kRowThreads : Group;
 constexpr int kColumnsPerBlock = 32;
 constexpr int kRowGroups = 8;  // threads down the rows per column; blockDim = 32 x 8
 static_assert(kColumnsPerBlock == kWarpSize, "a warp reads one row's columns of the block, coalesced");
+// Its vector form: a strip of kStripThreads vectors (32 bf16 or 16 f32 columns, 64 bytes of a
+// row) per block, kStripRowGroups threads down the rows, each loading kStripRowsAtOnce rows
+// before it sums them (the block count is small, cols / 32, so each thread keeps many bytes in
+// flight).
+constexpr int kStripThreads = 4;
+constexpr int kStripRowGroups = 128;
+constexpr int kStripRowsAtOnce = 4;
 
 // Sum over the Group threads that share a row: lanes of a warp, or the whole block.
 template <int Group>
@@ -285,6 +292,57 @@ rmsnorm_backward_dweight_kernel(float* dweight, const T* dout, const T* x, const
     }
 }
 
+// The same sums with 16-byte loads: needs cols % W == 0 and aligned dout and x. A thread sums
+// rows group, group + kStripRowGroups, ... in that order; the block adds the groups' partial
+// sums in group order, so the result does not depend on the launch either.
+template <typename T>
+__global__ void __launch_bounds__(kStripThreads * kStripRowGroups)
+rmsnorm_backward_dweight_vector_kernel(float* dweight, const T* dout, const T* x, const float* rstd, int64_t rows,
+                                       int64_t cols) {
+    constexpr int W = kVectorSize<T>;
+    constexpr int kStripColumns = kStripThreads * W;
+    __shared__ float partial[kStripRowGroups][kStripColumns];
+    const int strip_thread = threadIdx.x % kStripThreads;
+    const int group = threadIdx.x / kStripThreads;
+    const int64_t c = blockIdx.x * int64_t{kStripColumns} + strip_thread * W;  // cols % W == 0: whole vector or none
+    float sum[W] = {};
+    auto accumulate = [&](const uint4& d_raw, const uint4& x_raw, float r_std) {
+        float d[W], a[W];
+        unpack_vector(d_raw, d);
+        unpack_vector(x_raw, a);
+#pragma unroll
+        for (int j = 0; j < W; ++j) sum[j] += d[j] * (a[j] * r_std);
+    };
+    if (c < cols) {
+        constexpr int64_t kStep = kStripRowGroups;
+        int64_t r = group;
+        for (; r + (kStripRowsAtOnce - 1) * kStep < rows; r += kStripRowsAtOnce * kStep) {
+            uint4 d_raw[kStripRowsAtOnce], x_raw[kStripRowsAtOnce];
+            float r_std[kStripRowsAtOnce];
+#pragma unroll
+            for (int u = 0; u < kStripRowsAtOnce; ++u) {
+                const int64_t row = r + u * kStep;
+                d_raw[u] = load_raw_vector(dout + row * cols + c);
+                x_raw[u] = load_raw_vector(x + row * cols + c);
+                r_std[u] = rstd[row];
+            }
+#pragma unroll
+            for (int u = 0; u < kStripRowsAtOnce; ++u) accumulate(d_raw[u], x_raw[u], r_std[u]);
+        }
+        for (; r < rows; r += kStep)
+            accumulate(load_raw_vector(dout + r * cols + c), load_raw_vector(x + r * cols + c), rstd[r]);
+    }
+#pragma unroll
+    for (int j = 0; j < W; ++j) partial[group][strip_thread * W + j] = sum[j];
+    __syncthreads();
+    const int64_t column = blockIdx.x * int64_t{kStripColumns} + threadIdx.x;
+    if (threadIdx.x < kStripColumns && column < cols) {
+        float total = 0.0f;
+        for (int g = 0; g < kStripRowGroups; ++g) total += partial[g][threadIdx.x];
+        dweight[column] += total;
+    }
+}
+
 void check_rows(const char* op, int64_t rows, int64_t cols) {
     require(rows >= 0 && rows < (int64_t{1} << 31) && cols > 0, AXL_ERR_SHAPE, op, ": ", rows, " rows of ", cols,
             " columns");
@@ -355,6 +413,14 @@ void launch_rmsnorm_backward(T* dx, float* dweight, const T* dout, const T* x, c
     if (rows == 0) return;
     launch_rmsnorm_backward_dx(dx, dout, x, weight, rstd, static_cast<const T*>(nullptr), rows, cols, stream);
     if (dweight == nullptr) return;
+    constexpr int W = kVectorSize<T>;
+    if (cols % W == 0 && is_vector_aligned(dout) && is_vector_aligned(x)) {
+        rmsnorm_backward_dweight_vector_kernel<<<static_cast<unsigned>(ceil_div(cols, kStripThreads * W)),
+                                                 kStripThreads * kStripRowGroups, 0, stream>>>(dweight, dout, x, rstd,
+                                                                                               rows, cols);
+        AXL_CUDA_CHECK_LAUNCH("rmsnorm_backward_dweight_vector_kernel");
+        return;
+    }
     rmsnorm_backward_dweight_kernel<<<static_cast<unsigned>(ceil_div(cols, kColumnsPerBlock)),
                                       kColumnsPerBlock * kRowGroups, 0, stream>>>(dweight, dout, x, rstd, rows, cols);
     AXL_CUDA_CHECK_LAUNCH("rmsnorm_backward_dweight_kernel");
