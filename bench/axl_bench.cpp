@@ -1,7 +1,9 @@
 // axl-bench: LoRA training steps on the CUDA backend over synthetic Llama shapes (random
 // weights built in memory, no checkpoint files), the numbers of docs/benchmarks.md.
 //   axl_bench [--models 1b,8b] [--bases bf16,nf4,int4,fp8] [--batches 1,4] [--seq 2048] [--steps 5]
-//             [--warmup 2] [--profile 1]
+//             [--warmup 2] [--profile 1] [--checkpointing 1]
+// --checkpointing: 0 none, 1 per layer (default), 2 per layer with the layer inputs offloaded to
+// pinned host memory (AXL_CHECKPOINT_LAYERS_OFFLOAD).
 // Bases (default bf16,nf4): bf16 weights, or random codes of NF4 (blocks of 64), int4 grouped
 // (groups of 128) or fp8 e4m3 (a scale per row), dequantized to bf16 before each GEMM.
 // --profile 1 adds one more step per case with per-op device timing (StepProfile) and prints
@@ -150,6 +152,7 @@ int main(int argc, char** argv) {
     int64_t seq = 2048;
     int steps = 5, warmup = 2;
     bool profile = false;
+    int checkpointing = 1;
     for (int i = 1; i + 1 < argc; i += 2) {
         std::string flag = argv[i], value = argv[i + 1];
         if (flag == "--models") models = value;
@@ -159,6 +162,7 @@ int main(int argc, char** argv) {
         else if (flag == "--steps") steps = std::stoi(value);
         else if (flag == "--warmup") warmup = std::stoi(value);
         else if (flag == "--profile") profile = value != "0";
+        else if (flag == "--checkpointing") checkpointing = std::stoi(value);
         else {
             std::fprintf(stderr, "unknown flag %s\n", flag.c_str());
             return 2;
@@ -183,6 +187,7 @@ int main(int argc, char** argv) {
         std::printf("device: %s\nbf16 GEMM ceiling (8192^3, cuBLASLt wrapper): %.0f TFLOP/s\n",
                     context->cuda()->device().name().c_str(), ceiling);
     }
+    std::printf("gradient checkpointing: %d (0 none, 1 per layer, 2 per layer + offload)\n", checkpointing);
     std::printf("%-6s %-5s %5s %5s %10s %10s %9s %8s %6s %8s\n", "model", "base", "batch", "seq", "step_ms", "tokens/s",
                 "peak_GiB", "TFLOP/s", "MFU", "loss");
     for (const std::string& model_name : split(models)) {
@@ -215,7 +220,10 @@ int main(int argc, char** argv) {
                 auto adapter = create_lora(model, lora);
                 OptimizerSettings settings;
                 settings.schedule.lr = 1e-4;
-                Trainer trainer(std::make_shared<Optimizer>(adapter, settings), TrainerSettings{});
+                TrainerSettings trainer_settings;
+                trainer_settings.gradient_checkpointing = checkpointing != 0;
+                trainer_settings.offload_activations = checkpointing == 2;
+                Trainer trainer(std::make_shared<Optimizer>(adapter, settings), trainer_settings);
                 std::vector<int32_t> tokens(batch * seq);
                 for (size_t i = 0; i < tokens.size(); ++i)
                     tokens[i] = static_cast<int32_t>(counter_random(3, i) % shape->vocab);

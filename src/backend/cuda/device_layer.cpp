@@ -2,6 +2,8 @@
 
 #include <cmath>
 
+#include "backend/cuda/check.hpp"
+#include "backend/cuda/dequant_gemm.hpp"
 #include "backend/cuda/ops.hpp"
 #include "core/error.hpp"
 
@@ -33,6 +35,12 @@ const bf16* weight_of(const DevicePass& pass, const DeviceLinear& linear, Device
     return pass.weight_scratch;
 }
 
+// Whether a linear's base product runs as the fused dequantize + GEMM (few tokens, 4-bit codes
+// read once, no bf16 weight written) rather than dequantize, then cuBLASLt.
+bool fused_small_product(const DeviceLinear& linear, int64_t tokens) {
+    return linear.is_packed() && fused_dequant_gemm_supported(linear.packed, tokens);
+}
+
 // y = x W^T (+ bias) + s (x A^T) B^T (+ residual). The LoRA product is written first and the
 // base GEMM adds onto it in its epilogue (beta = 1), and the residual rides the first GEMM's
 // epilogue the same way: y is written twice and read once, with no pass of its own for the
@@ -43,7 +51,8 @@ void project(const DevicePass& pass, int layer_index, int slot, const bf16* x, b
     const DeviceLoraModule* module = pass.lora != nullptr ? pass.lora->module(layer_index, slot) : nullptr;
     BlasLt& blas = pass.runtime.blas();
     const int64_t n = pass.batch.num_tokens();
-    const bf16* weight = weight_of(pass, linear, saved, slot);
+    const bool fused = fused_small_product(linear, n);
+    const bf16* weight = fused ? nullptr : weight_of(pass, linear, saved, slot);
     const bf16* base_addend = residual;  // what the base GEMM adds to its product
     if (module != nullptr) {
         ProfileScope timed = pass.timed("LoRA forward");
@@ -55,8 +64,17 @@ void project(const DevicePass& pass, int layer_index, int slot, const bf16* x, b
         if (saved != nullptr) saved->lora_u[slot] = std::move(u);
     }
     ProfileScope timed = pass.timed("base GEMM forward");
-    matmul_add(blas, y, x, weight, base_addend, n, linear.out, linear.in, false, true, 1.0f,
-               base_addend != nullptr ? 1.0f : 0.0f);
+    if (fused) {
+        // The fused kernel adds onto y itself: a residual without LoRA is copied there first.
+        if (base_addend != nullptr && base_addend != y)
+            AXL_CUDA_CHECK(cudaMemcpyAsync(y, base_addend, sizeof(bf16) * n * linear.out, cudaMemcpyDeviceToDevice,
+                                           pass.stream()));
+        fused_dequant_gemm_forward(y, x, linear.packed, n, linear.out, linear.in, base_addend != nullptr ? 1.0f : 0.0f,
+                                   pass.stream());
+    } else {
+        matmul_add(blas, y, x, weight, base_addend, n, linear.out, linear.in, false, true, 1.0f,
+                   base_addend != nullptr ? 1.0f : 0.0f);
+    }
     if (linear.bias != nullptr) add_bias_forward(y, linear.bias, n, linear.out, pass.stream());
 }
 
@@ -68,8 +86,10 @@ void project_backward(const DevicePass& pass, int layer_index, int slot, const D
     const DeviceLoraModule* module = pass.lora != nullptr ? pass.lora->module(layer_index, slot) : nullptr;
     BlasLt& blas = pass.runtime.blas();
     const int64_t n = pass.batch.num_tokens();
-    const bf16* weight = saved.weights[slot].data() != nullptr ? saved.weights[slot].as<bf16>()
-                                                               : weight_of(pass, linear, nullptr, slot);
+    const bool fused = fused_small_product(linear, n);
+    const bf16* weight = fused                                   ? nullptr
+                         : saved.weights[slot].data() != nullptr ? saved.weights[slot].as<bf16>()
+                                                                 : weight_of(pass, linear, nullptr, slot);
     if (module != nullptr) {
         ProfileScope timed = pass.timed("LoRA backward");
         const float s = pass.lora->scaling();
@@ -84,7 +104,15 @@ void project_backward(const DevicePass& pass, int layer_index, int slot, const D
         accumulate = true;
     }
     ProfileScope timed = pass.timed("base GEMM backward (dx)");
-    matmul(blas, dx, dy, weight, n, linear.in, linear.out, false, false, 1.0f, accumulate ? 1.0f : 0.0f);
+    if (fused) {
+        DeviceBuffer scratch = device_f32(
+            pass, static_cast<int64_t>(fused_dequant_gemm_backward_scratch_floats(n, linear.out, linear.in)), 1,
+            "fused dequantize + GEMM partial sums");
+        fused_dequant_gemm_backward(dx, dy, linear.packed, n, linear.out, linear.in, accumulate ? 1.0f : 0.0f,
+                                    scratch.as<float>(), pass.stream());
+    } else {
+        matmul(blas, dx, dy, weight, n, linear.in, linear.out, false, false, 1.0f, accumulate ? 1.0f : 0.0f);
+    }
 }
 
 }  // namespace
@@ -211,13 +239,10 @@ void device_layer_backward(const DevicePass& pass, int layer_index, const bf16* 
     d_up = DeviceBuffer();
     DeviceBuffer d_h = device_bf16(pass, n, hidden, "attention residual gradient");
     {
+        // d_h = the gradient through the norm + dy (the residual), in one pass.
         ProfileScope timed = pass.timed("rmsnorm backward");
-        rmsnorm_backward(d_h.as<bf16>(), nullptr, d_norm2.as<bf16>(), s.h.as<bf16>(), layer.post_attention_norm,
-                         s.rstd2.as<float>(), n, hidden, stream);
-    }
-    {
-        ProfileScope timed = pass.timed("residual add");
-        add_inplace(d_h.as<bf16>(), dy, n * hidden, stream);
+        rmsnorm_backward_add(d_h.as<bf16>(), d_norm2.as<bf16>(), s.h.as<bf16>(), layer.post_attention_norm,
+                             s.rstd2.as<float>(), dy, n, hidden, stream);
     }
 
     // Attention block: h = x + o(attn(q, k, v)).
@@ -269,11 +294,8 @@ void device_layer_backward(const DevicePass& pass, int layer_index, const bf16* 
     project_backward(pass, layer_index, kSlotV, s, s.norm1.as<bf16>(), dv.as<bf16>(), d_norm1.as<bf16>(), true);
     {
         ProfileScope timed = pass.timed("rmsnorm backward");
-        rmsnorm_backward(dx, nullptr, d_norm1.as<bf16>(), x, layer.input_norm, s.rstd1.as<float>(), n, hidden, stream);
-    }
-    {
-        ProfileScope timed = pass.timed("residual add");
-        add_inplace(dx, d_h.as<bf16>(), n * hidden, stream);
+        rmsnorm_backward_add(dx, d_norm1.as<bf16>(), x, layer.input_norm, s.rstd1.as<float>(), d_h.as<bf16>(), n,
+                             hidden, stream);
     }
 }
 
