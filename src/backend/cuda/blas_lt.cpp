@@ -4,11 +4,9 @@
 
 #include <cublasLt.h>
 
-#include <cstdlib>
 #include <cstring>
 #include <mutex>
 #include <unordered_map>
-#include <vector>
 
 #include "backend/cuda/check.hpp"
 #include "backend/cuda/device_allocator.hpp"
@@ -26,28 +24,6 @@ uint32_t pointer_alignment(const void* ptr) {
 }
 
 cudaDataType_t cuda_type(GemmType type) { return type == GemmType::BF16 ? CUDA_R_16BF : CUDA_R_32F; }
-size_t type_bytes(GemmType type) { return type == GemmType::BF16 ? 2 : 4; }
-
-// The operands of the call that plans a shape (timing candidates reads them).
-struct Operands {
-    const void* a;
-    const void* b;
-    const void* c_in;
-    float alpha, beta;
-};
-
-// Skinny products (a dimension of at most 64: the LoRA GEMMs, x A^T, u B^T and their gradients)
-// are where cuBLASLt's first heuristic choice is often far from the best, and they are
-// memory-bound, so the candidates are timed on first use. Large square-ish GEMMs keep the
-// heuristic's choice. AXL_CUBLASLT_TUNE=0 turns the timing off (then the algorithm of a shape
-// is the same in every process).
-bool worth_timing(int64_t m, int64_t n, int64_t k) {
-    static const bool enabled = [] {
-        const char* env = std::getenv("AXL_CUBLASLT_TUNE");
-        return env == nullptr || std::strcmp(env, "0") != 0;
-    }();
-    return enabled && std::min({m, n, k}) <= 64 && double(m) * n * k >= 1e8;
-}
 
 struct PlanKey {
     int64_t m, n, k;
@@ -108,54 +84,7 @@ struct BlasLt::Impl {
         if (handle) cublasLtDestroy(handle);
     }
 
-    // Times each candidate algorithm on the real operands into a scratch output (the caller's
-    // C is never written) and returns the fastest; the first one when timing is not possible.
-    cublasLtMatmulAlgo_t fastest(const Plan& plan, const PlanKey& key, const Operands& operands,
-                                 const cublasLtMatmulHeuristicResult_t* results, int count) {
-        if (count <= 1) return results[0].algo;
-        cudaStream_t stream = allocator.stream();
-        cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
-        if (cudaStreamIsCapturing(stream, &capture) != cudaSuccess || capture != cudaStreamCaptureStatusNone)
-            return results[0].algo;
-        DeviceBuffer scratch;
-        try {
-            scratch = DeviceBuffer(allocator, static_cast<size_t>(key.m * key.n) * type_bytes(key.c_type),
-                                   "GEMM algorithm timing output");
-        } catch (const Error&) {
-            return results[0].algo;  // no room under the budget: the heuristic's choice
-        }
-        const void* c_in = operands.c_in != nullptr ? operands.c_in : scratch.data();
-        cudaEvent_t start = nullptr, stop = nullptr;
-        AXL_CUDA_CHECK(cudaEventCreate(&start));
-        AXL_CUDA_CHECK(cudaEventCreate(&stop));
-        int best = 0;
-        float best_ms = 0.0f;
-        for (int i = 0; i < count; ++i) {
-            auto run = [&] {
-                return cublasLtMatmul(handle, plan.operation, &operands.alpha, operands.b, plan.lt_a, operands.a,
-                                      plan.lt_b, &operands.beta, c_in, plan.lt_c, scratch.data(), plan.lt_c,
-                                      &results[i].algo, workspace.data(), workspace.size(), stream);
-            };
-            if (run() != CUBLAS_STATUS_SUCCESS) continue;  // warm-up; a candidate that fails is skipped
-            cudaEventRecord(start, stream);
-            constexpr int kRuns = 3;
-            bool ok = true;
-            for (int r = 0; r < kRuns && ok; ++r) ok = run() == CUBLAS_STATUS_SUCCESS;
-            cudaEventRecord(stop, stream);
-            float ms = 0.0f;
-            if (!ok || cudaEventSynchronize(stop) != cudaSuccess || cudaEventElapsedTime(&ms, start, stop) != cudaSuccess)
-                continue;
-            if (i == 0 || ms < best_ms) {
-                best = i;
-                best_ms = ms;
-            }
-        }
-        cudaEventDestroy(start);
-        cudaEventDestroy(stop);
-        return results[best].algo;
-    }
-
-    const Plan& plan(const PlanKey& key, const Operands& operands) {
+    const Plan& plan(const PlanKey& key) {
         std::lock_guard<std::mutex> lock(mutex);
         auto found = plans.find(key);
         if (found != plans.end()) return found->second;
@@ -185,9 +114,7 @@ struct BlasLt::Impl {
             cublasLtMatmulPreference_t preference = nullptr;
             AXL_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&preference));
             const uint64_t workspace_bytes = workspace.size();
-            constexpr int kCandidates = 8;
-            cublasLtMatmulHeuristicResult_t results[kCandidates] = {};
-            const int wanted = worth_timing(key.m, key.n, key.k) ? kCandidates : 1;
+            cublasLtMatmulHeuristicResult_t result{};
             int found_count = 0;
             cublasStatus_t status = cublasLtMatmulPreferenceSetAttribute(
                 preference, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &workspace_bytes, sizeof workspace_bytes);
@@ -201,12 +128,12 @@ struct BlasLt::Impl {
                                                               sizeof alignments[i]);
             if (status == CUBLAS_STATUS_SUCCESS)
                 status = cublasLtMatmulAlgoGetHeuristic(handle, plan.operation, plan.lt_a, plan.lt_b, plan.lt_c,
-                                                        plan.lt_c, preference, wanted, results, &found_count);
+                                                        plan.lt_c, preference, 1, &result, &found_count);
             cublasLtMatmulPreferenceDestroy(preference);
             AXL_CUBLAS_CHECK(status);
             require(found_count > 0, AXL_ERR_BACKEND, "cuBLASLt has no algorithm for a ", key.m, "x", key.n, "x",
                     key.k, " GEMM (trans_a ", key.trans_a, ", trans_b ", key.trans_b, ")");
-            plan.algorithm = fastest(plan, key, operands, results, found_count);
+            plan.algorithm = result.algo;
         } catch (...) {
             plan.destroy();
             throw;
@@ -233,7 +160,7 @@ void BlasLt::matmul(void* c, GemmType c_type, const void* a, const void* b, Gemm
     if (c_in == nullptr) c_in = c;
     const PlanKey key{m, n, k, trans_a, trans_b, ab_type, c_type, pointer_alignment(a), pointer_alignment(b),
                       std::min(pointer_alignment(c), pointer_alignment(c_in))};
-    const Plan& plan = impl_->plan(key, Operands{a, b, c_in, alpha, beta});
+    const Plan& plan = impl_->plan(key);
     AXL_CUBLAS_CHECK(cublasLtMatmul(impl_->handle, plan.operation, &alpha, b, plan.lt_a, a, plan.lt_b, &beta, c_in,
                                     plan.lt_c, c, plan.lt_c, &plan.algorithm, impl_->workspace.data(),
                                     impl_->workspace.size(), stream()));
