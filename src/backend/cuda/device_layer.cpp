@@ -55,9 +55,12 @@ void project(const DevicePass& pass, int layer_index, int slot, const bf16* x, b
     const bf16* weight = fused ? nullptr : weight_of(pass, linear, saved, slot);
     const bf16* base_addend = residual;  // what the base GEMM adds to its product
     if (module != nullptr) {
-        ProfileScope timed = pass.timed("LoRA forward");
         DeviceBuffer u = device_bf16(pass, n, module->rank, "LoRA x A^T");
-        matmul(blas, u.as<bf16>(), x, module->a, n, module->rank, linear.in, false, true, 1.0f, 0.0f);
+        {
+            ProfileScope timed = pass.timed("LoRA forward: u = x A^T");
+            matmul(blas, u.as<bf16>(), x, module->a, n, module->rank, linear.in, false, true, 1.0f, 0.0f);
+        }
+        ProfileScope timed = pass.timed("LoRA forward: y = s u B^T (+ residual)");
         matmul_add(blas, y, u.as<bf16>(), module->b, residual, n, linear.out, module->rank, false, true,
                    pass.lora->scaling(), residual != nullptr ? 1.0f : 0.0f);
         base_addend = y;
@@ -91,14 +94,23 @@ void project_backward(const DevicePass& pass, int layer_index, int slot, const D
                          : saved.weights[slot].data() != nullptr ? saved.weights[slot].as<bf16>()
                                                                  : weight_of(pass, linear, nullptr, slot);
     if (module != nullptr) {
-        ProfileScope timed = pass.timed("LoRA backward");
         const float s = pass.lora->scaling();
         const bf16* u = saved.lora_u[slot].as<bf16>();
         // dB += s dy^T u;  du = s dy B;  dA += du^T x;  dx (+)= du A.
-        matmul(blas, module->grad_b, dy, u, linear.out, module->rank, n, true, false, s, 1.0f);
         DeviceBuffer du = device_bf16(pass, n, module->rank, "LoRA u gradient");
-        matmul(blas, du.as<bf16>(), dy, module->b, n, module->rank, linear.out, false, false, s, 0.0f);
-        matmul(blas, module->grad_a, du.as<bf16>(), x, module->rank, linear.in, n, true, false, 1.0f, 1.0f);
+        {
+            ProfileScope timed = pass.timed("LoRA backward: dB += s dy^T u");
+            matmul(blas, module->grad_b, dy, u, linear.out, module->rank, n, true, false, s, 1.0f);
+        }
+        {
+            ProfileScope timed = pass.timed("LoRA backward: du = s dy B");
+            matmul(blas, du.as<bf16>(), dy, module->b, n, module->rank, linear.out, false, false, s, 0.0f);
+        }
+        {
+            ProfileScope timed = pass.timed("LoRA backward: dA += du^T x");
+            matmul(blas, module->grad_a, du.as<bf16>(), x, module->rank, linear.in, n, true, false, 1.0f, 1.0f);
+        }
+        ProfileScope timed = pass.timed("LoRA backward: dx (+)= du A");
         matmul(blas, dx, du.as<bf16>(), module->a, n, linear.in, module->rank, false, false, 1.0f,
                accumulate ? 1.0f : 0.0f);
         accumulate = true;
