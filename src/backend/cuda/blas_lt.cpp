@@ -24,15 +24,24 @@ uint32_t pointer_alignment(const void* ptr) {
 }
 
 cudaDataType_t cuda_type(GemmType type) { return type == GemmType::BF16 ? CUDA_R_16BF : CUDA_R_32F; }
+uint32_t type_bytes(GemmType type) { return type == GemmType::BF16 ? 2u : 4u; }
+
+// The alignment an operand keeps on every row: its start's, and that of its row stride in bytes.
+uint32_t operand_alignment(const void* ptr, int64_t ld, GemmType type) {
+    return std::min(pointer_alignment(ptr), pointer_alignment(reinterpret_cast<const void*>(
+                                                static_cast<uintptr_t>(ld) * type_bytes(type))));
+}
 
 struct PlanKey {
     int64_t m, n, k;
     bool trans_a, trans_b;
     GemmType ab_type, c_type;
     uint32_t align_a, align_b, align_c;
+    int64_t lda, ldb, ldc;  // row strides in elements
 
     bool operator==(const PlanKey& other) const {
-        return m == other.m && n == other.n && k == other.k && trans_a == other.trans_a &&
+        return m == other.m && n == other.n && k == other.k && lda == other.lda && ldb == other.ldb &&
+               ldc == other.ldc && trans_a == other.trans_a &&
                trans_b == other.trans_b && ab_type == other.ab_type && c_type == other.c_type &&
                align_a == other.align_a && align_b == other.align_b && align_c == other.align_c;
     }
@@ -44,6 +53,8 @@ struct PlanKeyHash {
         auto mix = [&h](uint64_t v) { h ^= std::hash<uint64_t>()(v) + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2); };
         mix(static_cast<uint64_t>(key.n));
         mix(static_cast<uint64_t>(key.k));
+        mix(static_cast<uint64_t>(key.lda) * 1000003u ^ static_cast<uint64_t>(key.ldb) * 7919u ^
+            static_cast<uint64_t>(key.ldc));
         mix((key.trans_a ? 1u : 0u) | (key.trans_b ? 2u : 0u) | (static_cast<uint32_t>(key.ab_type) << 2) |
             (static_cast<uint32_t>(key.c_type) << 4));
         mix((static_cast<uint64_t>(key.align_a) << 32) | (static_cast<uint64_t>(key.align_b) << 16) | key.align_c);
@@ -99,17 +110,19 @@ struct BlasLt::Impl {
             const cublasOperation_t op_b = key.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
             AXL_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan.operation, CUBLASLT_MATMUL_DESC_TRANSA, &op_a, sizeof op_a));
             AXL_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan.operation, CUBLASLT_MATMUL_DESC_TRANSB, &op_b, sizeof op_b));
-            // Our B: [K,N] row-major = column-major N x K (ld N); transposed [N,K] = K x N (ld K).
+            // Our B: [K,N] row-major = column-major N x K (ld = its row stride, N when packed);
+            // transposed [N,K] = K x N (ld K when packed).
             if (key.trans_b)
-                AXL_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan.lt_a, ab, key.k, key.n, key.k));
+                AXL_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan.lt_a, ab, key.k, key.n, key.ldb));
             else
-                AXL_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan.lt_a, ab, key.n, key.k, key.n));
-            // Our A: [M,K] row-major = column-major K x M (ld K); transposed [K,M] = M x K (ld M).
+                AXL_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan.lt_a, ab, key.n, key.k, key.ldb));
+            // Our A: [M,K] row-major = column-major K x M (ld K when packed); transposed [K,M] =
+            // M x K (ld M when packed).
             if (key.trans_a)
-                AXL_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan.lt_b, ab, key.m, key.k, key.m));
+                AXL_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan.lt_b, ab, key.m, key.k, key.lda));
             else
-                AXL_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan.lt_b, ab, key.k, key.m, key.k));
-            AXL_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan.lt_c, cuda_type(key.c_type), key.n, key.m, key.n));
+                AXL_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan.lt_b, ab, key.k, key.m, key.lda));
+            AXL_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan.lt_c, cuda_type(key.c_type), key.n, key.m, key.ldc));
 
             cublasLtMatmulPreference_t preference = nullptr;
             AXL_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&preference));
@@ -155,11 +168,29 @@ size_t BlasLt::planned_shapes() const {
 }
 
 void BlasLt::matmul(void* c, GemmType c_type, const void* a, const void* b, GemmType ab_type, int64_t m,
-                    int64_t n, int64_t k, bool trans_a, bool trans_b, float alpha, float beta, const void* c_in) {
+                    int64_t n, int64_t k, bool trans_a, bool trans_b, float alpha, float beta, const void* c_in,
+                    int64_t lda, int64_t ldb, int64_t ldc) {
     require(m > 0 && n > 0 && k > 0, AXL_ERR_SHAPE, "matmul of shape ", m, "x", n, "x", k);
     if (c_in == nullptr) c_in = c;
-    const PlanKey key{m, n, k, trans_a, trans_b, ab_type, c_type, pointer_alignment(a), pointer_alignment(b),
-                      std::min(pointer_alignment(c), pointer_alignment(c_in))};
+    if (lda == 0) lda = trans_a ? m : k;
+    if (ldb == 0) ldb = trans_b ? k : n;
+    if (ldc == 0) ldc = n;
+    require(lda >= (trans_a ? m : k) && ldb >= (trans_b ? k : n) && ldc >= n, AXL_ERR_SHAPE,
+            "matmul row strides ", lda, ", ", ldb, ", ", ldc, " shorter than the rows of a ", m, "x", n, "x", k,
+            " product");
+    const PlanKey key{m,
+                      n,
+                      k,
+                      trans_a,
+                      trans_b,
+                      ab_type,
+                      c_type,
+                      operand_alignment(a, lda, ab_type),
+                      operand_alignment(b, ldb, ab_type),
+                      std::min(operand_alignment(c, ldc, c_type), operand_alignment(c_in, ldc, c_type)),
+                      lda,
+                      ldb,
+                      ldc};
     const Plan& plan = impl_->plan(key);
     AXL_CUBLAS_CHECK(cublasLtMatmul(impl_->handle, plan.operation, &alpha, b, plan.lt_a, a, plan.lt_b, &beta, c_in,
                                     plan.lt_c, c, plan.lt_c, &plan.algorithm, impl_->workspace.data(),

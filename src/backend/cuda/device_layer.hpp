@@ -2,8 +2,7 @@
 // twin of train/decoder_layer.hpp, step for step, with bf16 activations (f32 statistics):
 //   h = x + o_proj(attention(rope(q_proj(norm1(x))), rope(k_proj(..)), v_proj(..)))
 //   y = h + down_proj(silu(gate_proj(norm2(h))) * up_proj(norm2(h)))
-// Each projection carries its LoRA module as x A^T then (x A^T) B^T added into the output by
-// the GEMM (beta = 1); B A is never formed.
+// The projections and their LoRA path are device_projection.hpp's.
 #pragma once
 
 #include <array>
@@ -43,8 +42,6 @@ struct DevicePass {
     ProfileScope timed(const char* name) const { return ProfileScope(runtime.profile(), name, stream()); }
 };
 
-enum DeviceLinearSlot { kSlotQ, kSlotK, kSlotV, kSlotO, kSlotGate, kSlotUp, kSlotDown };
-
 // Activations forward keeps for backward; the layer input stays with the caller.
 struct DeviceLayerSaved {
     DeviceBuffer norm1, rstd1;        // bf16 [N, hidden], f32 [N]
@@ -55,7 +52,8 @@ struct DeviceLayerSaved {
     DeviceBuffer h;                   // residual after attention
     DeviceBuffer norm2, rstd2;
     DeviceBuffer gate, up, act;       // MLP
-    std::array<DeviceBuffer, kDeviceLinearSlots> lora_u;  // x A^T per projection [N, r]
+    std::array<DeviceBuffer, kDeviceLinearSlots> lora_u;  // x A^T [N, r] per projection outside a group
+    std::array<DeviceBuffer, 2> lora_group_u;             // x A^T [N, count*r] of q k v, of gate up
     // Set before a checkpointed layer's recomputed forward: its dequantized base weights are kept
     // here for the backward that follows (instead of dequantizing them again).
     bool keep_dequantized_weights = false;

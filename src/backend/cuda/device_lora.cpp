@@ -1,6 +1,8 @@
 #include "backend/cuda/device_lora.hpp"
 
 #include <cstring>
+#include <unordered_map>
+#include <utility>
 
 #include "backend/cuda/check.hpp"
 #include "core/error.hpp"
@@ -30,30 +32,11 @@ DeviceLora::DeviceLora(const LoraAdapter& adapter, DeviceAllocator& allocator) {
     AXL_CUDA_CHECK(cudaMemsetAsync(exp_avg_sq_.data(), 0, bytes, stream));
     zero_gradients(stream);
 
-    // The flat layout: A then B of each module, in adapter.modules order (= parameters()).
-    host_staging_.resize(numel_);
+    // Which module trains which projection of which layer.
     const Model& model = *adapter.model;
-    int64_t offset = 0;
     std::unordered_map<const Linear*, int> index_of_linear;
-    for (const LoraModule& module : adapter.modules) {
-        DeviceLoraModule d;
-        d.rank = module.a.dim(0);
-        d.in = module.a.dim(1);
-        d.out = module.b.dim(0);
-        std::memcpy(host_staging_.data() + offset, module.a.f32(), module.a.nbytes());
-        d.grad_a = grads() + offset;
-        d.a = params_bf16_.as<bf16>() + offset;
-        offset += module.a.numel();
-        std::memcpy(host_staging_.data() + offset, module.b.f32(), module.b.nbytes());
-        d.grad_b = grads() + offset;
-        d.b = params_bf16_.as<bf16>() + offset;
-        offset += module.b.numel();
-        index_of_linear[module.base] = static_cast<int>(modules_.size());
-        modules_.push_back(d);
-    }
-    AXL_CUDA_CHECK(cudaMemcpyAsync(params(), host_staging_.data(), bytes, cudaMemcpyHostToDevice, stream));
-    refresh_copies(stream);
-
+    for (size_t i = 0; i < adapter.modules.size(); ++i)
+        index_of_linear[adapter.modules[i].base] = static_cast<int>(i);
     module_index_.resize(model.layers.size());
     for (size_t l = 0; l < model.layers.size(); ++l) {
         const DecoderLayer& layer = model.layers[l];
@@ -64,6 +47,79 @@ DeviceLora::DeviceLora(const LoraAdapter& adapter, DeviceAllocator& allocator) {
             module_index_[l][slot] = it != index_of_linear.end() ? it->second : -1;
         }
     }
+
+    // The flat layout. Per layer, the A's of a group (q k v; gate up: same input, same rank)
+    // come first, back to back; then every other A and every B, in adapter.modules order.
+    const size_t count = adapter.modules.size();
+    std::vector<int64_t> a_offset(count, -1), b_offset(count, -1);
+    int64_t offset = 0;
+    groups_.resize(model.layers.size());
+    for (size_t l = 0; l < model.layers.size(); ++l) {
+        for (const auto& [first, size] : {std::pair{int{kSlotQ}, 3}, std::pair{int{kSlotGate}, 2}}) {
+            bool whole = true;
+            for (int k = 0; k < size; ++k) {
+                const int i = module_index_[l][first + k];
+                const int i0 = module_index_[l][first];
+                whole = whole && i >= 0 && i0 >= 0 &&
+                        adapter.modules[i].a.dim(0) == adapter.modules[i0].a.dim(0) &&
+                        adapter.modules[i].a.dim(1) == adapter.modules[i0].a.dim(1);
+            }
+            if (!whole) continue;
+            DeviceLoraGroup& group = groups_[l][first == kSlotQ ? 0 : 1];
+            group.first_slot = first;
+            group.count = size;
+            group.rank = adapter.modules[module_index_[l][first]].a.dim(0);
+            group.in = adapter.modules[module_index_[l][first]].a.dim(1);
+            group.a = params_bf16_.as<bf16>() + offset;
+            group.grad_a = grads() + offset;
+            for (int k = 0; k < size; ++k) {
+                const int i = module_index_[l][first + k];
+                a_offset[i] = offset;
+                offset += adapter.modules[i].a.numel();
+            }
+        }
+    }
+    host_staging_.resize(numel_);
+    for (size_t i = 0; i < count; ++i) {
+        const LoraModule& module = adapter.modules[i];
+        if (a_offset[i] < 0) {
+            a_offset[i] = offset;
+            offset += module.a.numel();
+        }
+        b_offset[i] = offset;
+        offset += module.b.numel();
+        DeviceLoraModule d;
+        d.rank = module.a.dim(0);
+        d.in = module.a.dim(1);
+        d.out = module.b.dim(0);
+        d.a_offset = a_offset[i];
+        d.b_offset = b_offset[i];
+        d.grad_a = grads() + d.a_offset;
+        d.a = params_bf16_.as<bf16>() + d.a_offset;
+        d.grad_b = grads() + d.b_offset;
+        d.b = params_bf16_.as<bf16>() + d.b_offset;
+        std::memcpy(host_staging_.data() + d.a_offset, module.a.f32(), module.a.nbytes());
+        std::memcpy(host_staging_.data() + d.b_offset, module.b.f32(), module.b.nbytes());
+        modules_.push_back(d);
+    }
+    require(offset == numel_, AXL_ERR_INTERNAL, "LoRA layout covers ", offset, " of ", numel_, " parameters");
+    AXL_CUDA_CHECK(cudaMemcpyAsync(params(), host_staging_.data(), bytes, cudaMemcpyHostToDevice, stream));
+    refresh_copies(stream);
+}
+
+const DeviceLoraGroup* DeviceLora::group(int layer, int first_slot) const {
+    const DeviceLoraGroup& group = groups_[layer][first_slot == kSlotQ ? 0 : 1];
+    return (first_slot == kSlotQ || first_slot == kSlotGate) && group.count > 0 ? &group : nullptr;
+}
+
+std::vector<float> DeviceLora::in_adapter_order(const std::vector<float>& flat) const {
+    std::vector<float> out;
+    out.reserve(flat.size());
+    for (const DeviceLoraModule& d : modules_) {
+        out.insert(out.end(), flat.begin() + d.a_offset, flat.begin() + d.a_offset + d.rank * d.in);
+        out.insert(out.end(), flat.begin() + d.b_offset, flat.begin() + d.b_offset + d.out * d.rank);
+    }
+    return out;
 }
 
 const DeviceLoraModule* DeviceLora::module(int layer, int slot) const {
@@ -96,12 +152,11 @@ void DeviceLora::download(const LoraAdapter& adapter, cudaStream_t stream) {
                                    stream));
     AXL_CUDA_CHECK(cudaStreamSynchronize(stream));
     // adapter.modules directly: parameters() would ask for this very download (sync_host).
-    int64_t offset = 0;
-    for (const LoraModule& module : adapter.modules)
-        for (const Tensor* param : {&module.a, &module.b}) {
-            std::memcpy(param->f32(), host_staging_.data() + offset, param->nbytes());
-            offset += param->numel();
-        }
+    for (size_t i = 0; i < adapter.modules.size(); ++i) {
+        const LoraModule& module = adapter.modules[i];
+        std::memcpy(module.a.f32(), host_staging_.data() + modules_[i].a_offset, module.a.nbytes());
+        std::memcpy(module.b.f32(), host_staging_.data() + modules_[i].b_offset, module.b.nbytes());
+    }
 }
 
 }  // namespace axl::cuda

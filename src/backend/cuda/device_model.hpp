@@ -38,6 +38,7 @@ void dequantize_weight(const DeviceLinear& linear, bf16* out, cudaStream_t strea
 
 // The projections of a layer in decoder_layer.hpp's LinearSlot order (q k v o gate up down).
 constexpr int kDeviceLinearSlots = 7;
+enum DeviceLinearSlot { kSlotQ, kSlotK, kSlotV, kSlotO, kSlotGate, kSlotUp, kSlotDown };
 
 struct DeviceLayer {
     const float* input_norm = nullptr;

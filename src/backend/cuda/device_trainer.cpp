@@ -66,7 +66,7 @@ std::vector<float> DeviceTrainer::gradients() const {
     AXL_CUDA_CHECK(cudaMemcpyAsync(out.data(), lora_->grads(), sizeof(float) * out.size(), cudaMemcpyDeviceToHost,
                                    runtime_.device().stream()));
     runtime_.device().synchronize();
-    return out;
+    return lora_->in_adapter_order(out);
 }
 
 Optimizer::Update DeviceTrainer::apply(Optimizer& optimizer, float grad_scale) {

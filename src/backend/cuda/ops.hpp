@@ -43,6 +43,13 @@ void matmul(BlasLt& blas, bf16* c, const bf16* a, const bf16* b, int64_t m, int6
 // residual or accumulated term added for free.
 void matmul_add(BlasLt& blas, bf16* d, const bf16* a, const bf16* b, const bf16* c, int64_t m, int64_t n, int64_t k,
                 bool trans_a, bool trans_b, float alpha, float beta);
+// matmul over row-strided operands (lda/ldb/ldc: row strides in elements, >= the rows' length),
+// for column slices of wider matrices (a group's LoRA products); c_in as in matmul_add.
+void matmul_strided(BlasLt& blas, bf16* c, int64_t ldc, const bf16* a, int64_t lda, const bf16* b, int64_t ldb,
+                    int64_t m, int64_t n, int64_t k, bool trans_a, bool trans_b, float alpha, float beta,
+                    const bf16* c_in = nullptr);
+void matmul_strided(BlasLt& blas, float* c, int64_t ldc, const bf16* a, int64_t lda, const bf16* b, int64_t ldb,
+                    int64_t m, int64_t n, int64_t k, bool trans_a, bool trans_b, float alpha, float beta);
 
 // ---- kernels/embedding.cu -----------------------------------------------------------------
 void embedding_forward(float* out, const int32_t* tokens, const float* table, int64_t n_tokens,
