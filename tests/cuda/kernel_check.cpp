@@ -993,33 +993,38 @@ void check_attention(Env& env, int64_t head_dim, bool packed, bool misaligned = 
     check.finish(time_ms(env, backward));
 }
 
+// The shapes of an 8B (d128) and a 1B (d64) Llama layer in training: B4 T2048, 32 query heads
+// over 8 kv heads, causal.
 void bench_attention(Env& env) {
-    const int64_t batch = 1, seq = 4096, heads = 32, kv_heads = 8, head_dim = 128;
-    const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
-    const int64_t q_n = batch * seq * heads * head_dim, kv_n = batch * seq * kv_heads * head_dim;
-    auto d_q = upload<bf16>(env, env.random.uniform(q_n, -1.0f, 1.0f));
-    auto d_k = upload<bf16>(env, env.random.uniform(kv_n, -1.0f, 1.0f));
-    auto d_v = upload<bf16>(env, env.random.uniform(kv_n, -1.0f, 1.0f));
-    auto d_dout = upload<bf16>(env, env.random.uniform(q_n, -1.0f, 1.0f));
-    auto d_out = poisoned<bf16>(env, q_n);
-    auto d_lse = poisoned<float>(env, batch * heads * seq);
-    auto d_delta = poisoned<float>(env, axl::cuda::attention_backward_scratch_floats(batch, seq, heads));
-    auto d_dq = poisoned<bf16>(env, q_n);
-    auto d_dk = poisoned<bf16>(env, kv_n);
-    auto d_dv = poisoned<bf16>(env, kv_n);
-    // Causal: half of the T x T scores; 2 GEMM-like products forward, 2.5x that backward.
-    const double forward_flops = 4.0 * batch * heads * head_dim * (seq * (seq + 1) / 2.0);
-    const double forward_ms = time_ms(env, [&] {
-        axl::cuda::attention_forward(d_out.get(), d_lse.get(), d_q.get(), d_k.get(), d_v.get(), nullptr, batch, seq,
-                                     heads, kv_heads, head_dim, scale, env.stream());
-    });
-    OpCheck("attention_forward bf16 T4096 H32 (bench)").finish(forward_ms, flop_rate(forward_flops, forward_ms));
-    const double backward_ms = time_ms(env, [&] {
-        axl::cuda::attention_backward(d_dq.get(), d_dk.get(), d_dv.get(), d_dout.get(), d_out.get(), d_q.get(),
-                                      d_k.get(), d_v.get(), d_lse.get(), d_delta.get(), nullptr, batch, seq, heads,
-                                      kv_heads, head_dim, scale, env.stream());
-    });
-    OpCheck("attention_backward bf16 T4096 H32 (bench)").finish(backward_ms, flop_rate(2.5 * forward_flops, backward_ms));
+    const int64_t batch = 4, seq = 2048, heads = 32, kv_heads = 8;
+    for (const int64_t head_dim : {int64_t{128}, int64_t{64}}) {
+        const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
+        const int64_t q_n = batch * seq * heads * head_dim, kv_n = batch * seq * kv_heads * head_dim;
+        auto d_q = upload<bf16>(env, env.random.uniform(q_n, -1.0f, 1.0f));
+        auto d_k = upload<bf16>(env, env.random.uniform(kv_n, -1.0f, 1.0f));
+        auto d_v = upload<bf16>(env, env.random.uniform(kv_n, -1.0f, 1.0f));
+        auto d_dout = upload<bf16>(env, env.random.uniform(q_n, -1.0f, 1.0f));
+        auto d_out = poisoned<bf16>(env, q_n);
+        auto d_lse = poisoned<float>(env, batch * heads * seq);
+        auto d_delta = poisoned<float>(env, axl::cuda::attention_backward_scratch_floats(batch, seq, heads));
+        auto d_dq = poisoned<bf16>(env, q_n);
+        auto d_dk = poisoned<bf16>(env, kv_n);
+        auto d_dv = poisoned<bf16>(env, kv_n);
+        // Causal: half of the T x T scores; 2 GEMM-like products forward, 2.5x that backward.
+        const double forward_flops = 4.0 * batch * heads * head_dim * (seq * (seq + 1) / 2.0);
+        const std::string shape = "B4 T2048 H32 KV8 d" + std::to_string(head_dim);
+        const double forward_ms = time_ms(env, [&] {
+            axl::cuda::attention_forward(d_out.get(), d_lse.get(), d_q.get(), d_k.get(), d_v.get(), nullptr, batch,
+                                         seq, heads, kv_heads, head_dim, scale, env.stream());
+        });
+        OpCheck("attention_forward bf16 " + shape).finish(forward_ms, flop_rate(forward_flops, forward_ms));
+        const double backward_ms = time_ms(env, [&] {
+            axl::cuda::attention_backward(d_dq.get(), d_dk.get(), d_dv.get(), d_dout.get(), d_out.get(), d_q.get(),
+                                          d_k.get(), d_v.get(), d_lse.get(), d_delta.get(), nullptr, batch, seq, heads,
+                                          kv_heads, head_dim, scale, env.stream());
+        });
+        OpCheck("attention_backward bf16 " + shape).finish(backward_ms, flop_rate(2.5 * forward_flops, backward_ms));
+    }
 }
 
 // ---- AdamW --------------------------------------------------------------------------------

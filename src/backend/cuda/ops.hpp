@@ -98,9 +98,11 @@ void attention_forward(float* out, float* lse, const float* q, const float* k, c
 void attention_forward(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v,
                        const int32_t* segment, int64_t batch, int64_t seq, int64_t heads, int64_t kv_heads,
                        int64_t head_dim, float scale, cudaStream_t stream);
-// dq, dk, dv written. `delta` is caller-provided scratch of attention_backward_scratch_floats.
-// Deterministic: every output row has one writer (a dq pass over query tiles and a dk/dv
-// pass over key tiles, as the CPU twin), no atomics.
+// dq, dk, dv written. `delta` is caller-provided scratch of attention_backward_scratch_floats
+// (16-byte aligned for the tensor cores): delta rows, then an f32 dq sum. bf16 on the tensor
+// cores runs one pass over (key tile, query tile) pairs and adds dq with f32 atomics, so dq's
+// last bits vary from run to run; dk, dv, and every output of the f32 path (a dq pass and a
+// dk/dv pass, as the CPU twin) have one writer per row and are deterministic.
 size_t attention_backward_scratch_floats(int64_t batch, int64_t seq, int64_t heads);
 void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* out, const float* q,
                         const float* k, const float* v, const float* lse, float* delta, const int32_t* segment,

@@ -1,0 +1,123 @@
+// The tensor-core building blocks of the bf16 attention kernels (attention_mma_forward.cuh,
+// attention_mma_backward.cuh): mma.sync.m16n8k16 (bf16 in, f32 accumulate), its operand
+// fragments loaded from shared memory with ldmatrix, and cp.async copies of row tiles.
+//
+// Fragments (PTX ISA, "mma.m16n8k16"): in an accumulator, lane l holds row l/4 (and + 8),
+// columns 2 (l % 4) and + 1; so a row's values sit in the 4 lanes of a quad. Tiles sit in
+// shared memory row-major, rows padded by kMmaPad elements, so that the 8 rows that one
+// ldmatrix reads fall 4 banks apart (conflict-free). Which loader a product needs depends on
+// whether the tile's rows run along the operand's m/n dimension or along its k dimension.
+#pragma once
+
+#include <cstdint>
+
+#include "common.cuh"
+
+namespace axl::cuda::attention_detail {
+
+using bf16 = __nv_bfloat16;
+
+constexpr int kMmaM = 16, kMmaN = 8, kMmaK = 16;  // the mma.sync shape
+constexpr int kMmaPad = 8;                        // bf16 of padding per shared row
+constexpr int kVectorElements = 8;                // bf16 per 16-byte copy
+
+constexpr float kLog2e = 1.4426950408889634f;
+constexpr float kLn2 = 0.6931471805599453f;
+
+__device__ __forceinline__ uint32_t shared_address(const void* p) {
+    return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+
+__device__ __forceinline__ void mma_bf16_m16n8k16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+        "{%0, %1, %2, %3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const bf16* p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(shared_address(p)));
+}
+__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const bf16* p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(shared_address(p)));
+}
+
+__device__ __forceinline__ int lane_id() { return static_cast<int>(threadIdx.x) % kWarpSize; }
+
+// The A fragment of rows m0..m0+15, k-step k0..k0+15, from a tile whose rows are m.
+__device__ __forceinline__ void load_a_fragment(uint32_t (&a)[4], const bf16* tile, int stride, int m0, int k0) {
+    const int lane = lane_id();
+    ldmatrix_x4(a, tile + (m0 + lane % 8 + 8 * ((lane / 8) % 2)) * stride + k0 + 8 * (lane / 16));
+}
+
+// The same A fragment from a tile whose rows are k (the tile holds the operand transposed).
+__device__ __forceinline__ void load_a_fragment_k_major(uint32_t (&a)[4], const bf16* tile, int stride, int m0,
+                                                        int k0) {
+    const int lane = lane_id();
+    ldmatrix_x4_trans(a, tile + (k0 + lane % 8 + 8 * (lane / 16)) * stride + m0 + 8 * ((lane / 8) % 2));
+}
+
+// B fragments of two n-tiles (n0..n0+7 in b[0], b[1]; n0+8..n0+15 in b[2], b[3]) for the
+// k-step k0..k0+15, from a tile whose rows are n (K in Q K^T).
+__device__ __forceinline__ void load_b_fragments_n_major(uint32_t (&b)[4], const bf16* tile, int stride, int k0,
+                                                         int n0) {
+    const int lane = lane_id();
+    ldmatrix_x4(b, tile + (n0 + lane % 8 + 8 * (lane / 16)) * stride + k0 + 8 * ((lane / 8) % 2));
+}
+
+// The same B fragments from a tile whose rows are k (V in P V).
+__device__ __forceinline__ void load_b_fragments_k_major(uint32_t (&b)[4], const bf16* tile, int stride, int k0,
+                                                         int n0) {
+    const int lane = lane_id();
+    ldmatrix_x4_trans(b, tile + (k0 + lane % 8 + 8 * ((lane / 8) % 2)) * stride + n0 + 8 * (lane / 16));
+}
+
+__device__ __forceinline__ uint32_t pack_bf16_pair(float first, float second) {
+    const __nv_bfloat162 pair = __floats2bfloat162_rn(first, second);  // .x (first) at the lower address
+    return *reinterpret_cast<const uint32_t*>(&pair);
+}
+
+// Accumulators of n-tiles 2 kk and 2 kk + 1 (rows x 16 columns), rounded to bf16, are the A
+// fragment of k-step kk of the next product: how P and dS feed P V, P^T dO, dS^T Q.
+__device__ __forceinline__ void accumulators_as_a(uint32_t (&a)[4], const float (&left)[4], const float (&right)[4]) {
+    a[0] = pack_bf16_pair(left[0], left[1]);
+    a[1] = pack_bf16_pair(left[2], left[3]);
+    a[2] = pack_bf16_pair(right[0], right[1]);
+    a[3] = pack_bf16_pair(right[2], right[3]);
+}
+
+// Accumulator element e of an n-tile sits in row quad + 8 * (e / 2) and this column.
+__device__ __forceinline__ int fragment_column(int e) { return 2 * (lane_id() % 4) + (e & 1); }
+
+// 16 bytes global -> shared, asynchronously; zeros when !valid (src is then not read).
+__device__ __forceinline__ void copy_async_16(bf16* shared_dst, const bf16* global_src, bool valid) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(shared_address(shared_dst)),
+                 "l"(global_src), "r"(valid ? 16 : 0));
+}
+__device__ __forceinline__ void copy_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int Pending>
+__device__ __forceinline__ void copy_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(Pending)); }
+
+// Rows first..first+Rows-1 of a strided bf16 matrix (rows from `valid` on become zeros) into a
+// padded row-major shared tile, asynchronously, by the block's Threads threads.
+template <int Rows, int D, int Threads>
+__device__ __forceinline__ void copy_rows_async(bf16* tile, const bf16* src, int64_t stride, int first, int valid) {
+    constexpr int kVectorsPerRow = D / kVectorElements;
+    constexpr int kStride = D + kMmaPad;
+    static_assert(Rows * kVectorsPerRow % Threads == 0, "every thread copies the same number of vectors");
+#pragma unroll
+    for (int j = 0; j < Rows * kVectorsPerRow / Threads; ++j) {
+        const int i = j * Threads + static_cast<int>(threadIdx.x);
+        const int r = i / kVectorsPerRow;
+        const int c = (i % kVectorsPerRow) * kVectorElements;
+        const bool in_range = r < valid;
+        copy_async_16(tile + r * kStride + c, src + int64_t{first + (in_range ? r : 0)} * stride + c, in_range);
+    }
+}
+
+}  // namespace axl::cuda::attention_detail
