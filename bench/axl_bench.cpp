@@ -15,14 +15,17 @@
 // with the loss and gradient norm on the host), tokens/s, peak device memory, model FLOPs rate
 // and MFU against the bf16 GEMM ceiling measured first through the same cuBLASLt wrapper.
 //
-// FLOPs of a step (per token; L layers, P = base linear parameters per layer, R = LoRA
-// parameters per layer, T = sequence length, H*d = attention width, V*h = LM head):
-//   linears   6 P L   (forward, recomputed forward, input gradient; the frozen base has no
-//                      weight gradient)
-//   LoRA      8 R L   (forward 2, recompute 2, backward 4: dB, du, dA, dx)
-//   attention 4 T H d L   (causal: QK^T and PV are 2 T H d per token forward; forward,
-//                          recompute and a backward of twice the forward make 8 x 1/2)
-//   LM head   4 V h   (logits and the input gradient)
+// FLOPs of a step, as executed (per token; L layers, P = base linear parameters per layer,
+// R = LoRA parameters per layer, T = sequence length, H*d = attention width, V*h = LM head,
+// I = MLP width):
+//   linears   4 P L  (forward, input gradient; the frozen base has no weight gradient)
+//             + (2 P - 2 h I) L with checkpointing (the recomputed forward skips the down
+//               projection's base GEMM: nobody reads the layer's output there)
+//   LoRA      6 R L  (forward 2, backward 4: dB, du, dA, dx) + (2 R - 2 r h) L recomputed
+//   attention causal: QK^T and PV are 2 T H d per token forward, halved by the mask; forward
+//             and a backward of twice the forward (+ the recomputed forward): 3 (4) T H d L
+//   LM head   4 V h  (logits and the input gradient)
+// PyTorch (bench/peft_bench.py) recomputes whole layers and counts 6 P, 8 R and 4 T H d.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -115,14 +118,14 @@ double gemm_ceiling_tflops(cuda::Runtime& runtime) {
     return 2.0 * n * n * n / (ms[ms.size() / 2] * 1e-3) / 1e12;
 }
 
-double step_flops(const BenchShape& s, int rank, int64_t batch, int64_t seq) {
+double step_flops(const BenchShape& s, int rank, int64_t batch, int64_t seq, bool checkpointing) {
     const double q = double(s.heads) * s.head_dim, kv = double(s.kv_heads) * s.head_dim;
     const double h = s.hidden, im = s.intermediate;
     const double base = h * q + 2 * h * kv + q * h + 3 * h * im;
     const double lora = rank * ((h + q) + 2 * (h + kv) + (q + h) + 2 * (h + im) + (im + h));
-    const double attention = 8.0 * seq * q / 2.0;
-    const double per_token = s.layers * (6 * base + 8 * lora + attention) + 4.0 * s.vocab * h;
-    return per_token * batch * seq;
+    double per_layer = 4 * base + 6 * lora + 3.0 * seq * q;
+    if (checkpointing) per_layer += 2 * (base - h * im) + 2 * (lora - rank * h) + seq * q;
+    return (s.layers * per_layer + 4.0 * s.vocab * h) * batch * seq;
 }
 
 // One more step with per-op device timing: a table of op, ms, share of the step, calls.
@@ -240,7 +243,7 @@ int main(int argc, char** argv) {
                     for (int i = 0; i < steps; ++i) loss = trainer.step(b).loss;
                     const double seconds =
                         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / steps;
-                    const double tflops = step_flops(*shape, kRank, batch, seq) / seconds / 1e12;
+                    const double tflops = step_flops(*shape, kRank, batch, seq, checkpointing != 0) / seconds / 1e12;
                     std::printf("%-6s %-5s %5lld %5lld %10.1f %10.0f %9.2f %8.0f %5.1f%% %8.4f\n", shape->name,
                                 base.c_str(), static_cast<long long>(batch), static_cast<long long>(seq),
                                 seconds * 1e3, batch * seq / seconds, context->device_peak_bytes() / 1073741824.0,

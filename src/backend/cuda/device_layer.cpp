@@ -29,6 +29,7 @@ void device_layer_forward(const DevicePass& pass, int layer_index, const bf16* x
 
     DeviceLayerSaved local;
     DeviceLayerSaved& s = saved != nullptr ? *saved : local;
+    require(y != nullptr || saved != nullptr, AXL_ERR_INTERNAL, "a layer forward that keeps and returns nothing");
     DeviceLayerSaved* keep = saved;  // projections save for backward only when training
 
     // Attention block.
@@ -105,7 +106,10 @@ void device_layer_forward(const DevicePass& pass, int layer_index, const bf16* x
         ProfileScope timed = pass.timed("swiglu forward");
         swiglu_forward(s.act.as<bf16>(), s.gate.as<bf16>(), s.up.as<bf16>(), n * inter, stream);
     }
-    project_forward(pass, layer_index, kSlotDown, 1, s.act.as<bf16>(), &y, keep, /*residual=*/s.h.as<bf16>());
+    if (y != nullptr)
+        project_forward(pass, layer_index, kSlotDown, 1, s.act.as<bf16>(), &y, keep, /*residual=*/s.h.as<bf16>());
+    else
+        lora_input_forward(pass, layer_index, kSlotDown, s.act.as<bf16>(), keep);
 }
 
 void device_layer_backward(const DevicePass& pass, int layer_index, const bf16* x,

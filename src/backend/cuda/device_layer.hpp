@@ -60,7 +60,9 @@ struct DeviceLayerSaved {
     std::array<DeviceBuffer, kDeviceLinearSlots> weights;  // bf16 [out, in] when kept
 };
 
-// y [N, hidden] = layer(x). Fills `saved` when given (training).
+// y [N, hidden] = layer(x). Fills `saved` when given (training). With y null (the recomputed
+// forward of a checkpointed layer, saved given) the output is not made: the down projection's
+// base GEMM is skipped and only its LoRA input x A^T, which backward reads, is computed.
 void device_layer_forward(const DevicePass& pass, int layer_index, const bf16* x, bf16* y,
                           DeviceLayerSaved* saved);
 

@@ -181,11 +181,10 @@ double train_loss_sum_and_backward(Runtime& runtime, const ModelConfig& config, 
         }
         const bf16* x = trunk.layer_inputs[l].as<bf16>();
         if (options.gradient_checkpointing) {
+            // The recomputed forward needs only what backward reads: no layer output (y null).
             DeviceLayerSaved saved;
             saved.keep_dequantized_weights = true;
-            DeviceBuffer scratch = device_bf16(pass, n, hidden, "recomputed output");
-            device_layer_forward(pass, l, x, scratch.as<bf16>(), &saved);
-            scratch = DeviceBuffer();
+            device_layer_forward(pass, l, x, nullptr, &saved);
             device_layer_backward(pass, l, x, saved, dy.as<bf16>(), dx.as<bf16>());
         } else {
             device_layer_backward(pass, l, x, trunk.layer_saved[l], dy.as<bf16>(), dx.as<bf16>());

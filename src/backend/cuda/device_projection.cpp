@@ -159,6 +159,17 @@ void project_forward(const DevicePass& pass, int layer_index, int first_slot, in
     if (saved != nullptr && group != nullptr) saved->lora_group_u[group_index(first_slot)] = std::move(group_u);
 }
 
+void lora_input_forward(const DevicePass& pass, int layer_index, int slot, const bf16* x, DeviceLayerSaved* saved) {
+    require(saved != nullptr, AXL_ERR_INTERNAL, "a LoRA input computed for nobody");
+    const DeviceLoraModule* module = pass.lora != nullptr ? pass.lora->module(layer_index, slot) : nullptr;
+    if (module == nullptr) return;
+    const int64_t n = pass.batch.num_tokens();
+    DeviceBuffer u = device_bf16(pass, n, module->rank, "LoRA x A^T");
+    ProfileScope timed = pass.timed("LoRA forward: u = x A^T");
+    matmul(pass.runtime.blas(), u.as<bf16>(), x, module->a, n, module->rank, module->in, false, true, 1.0f, 0.0f);
+    saved->lora_u[slot] = std::move(u);
+}
+
 void project_backward(const DevicePass& pass, int layer_index, int first_slot, int count,
                       const DeviceLayerSaved& saved, const bf16* x, const bf16* const* dys, bf16* dx,
                       bool accumulate) {

@@ -24,6 +24,10 @@ namespace axl::cuda {
 void project_forward(const DevicePass& pass, int layer_index, int first_slot, int count, const bf16* x,
                      bf16* const* ys, DeviceLayerSaved* saved, const bf16* residual = nullptr);
 
+// Only the LoRA input u = x A^T of a projection outside a group, saved for backward: what a
+// recomputed forward needs of a projection whose output nobody reads (the layer's last).
+void lora_input_forward(const DevicePass& pass, int layer_index, int slot, const bf16* x, DeviceLayerSaved* saved);
+
 // dx (+)= the gradient through those projections, given dys[k] per projection (accumulate:
 // add to dx instead of overwriting it); their LoRA gradients accumulate.
 void project_backward(const DevicePass& pass, int layer_index, int first_slot, int count,
