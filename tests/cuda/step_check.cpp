@@ -64,8 +64,8 @@ LoraConfig lora_config() {
     return config;
 }
 
-std::vector<int32_t> random_tokens(int vocab, uint64_t seed) {
-    std::vector<int32_t> tokens(kBatch * kSeq);
+std::vector<int32_t> random_tokens(int vocab, uint64_t seed, int count = kBatch * kSeq) {
+    std::vector<int32_t> tokens(count);
     for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = static_cast<int32_t>(counter_random(seed, i) % vocab);
     return tokens;
 }
@@ -78,11 +78,11 @@ std::vector<int32_t> counting_tokens(int row_offset) {
     return tokens;
 }
 
-axl_batch make_batch(const std::vector<int32_t>& tokens) {
+axl_batch make_batch(const std::vector<int32_t>& tokens, int batch_size = kBatch, int seq = kSeq) {
     axl_batch batch{};
     batch.struct_size = sizeof batch;
-    batch.batch_size = kBatch;
-    batch.seq_len = kSeq;
+    batch.batch_size = batch_size;
+    batch.seq_len = seq;
     batch.tokens = tokens.data();
     return batch;
 }
@@ -104,18 +104,21 @@ std::shared_ptr<Model> on_context(const Model& model, const std::shared_ptr<Cont
     return twin;
 }
 
+// One micro-batch of batch_size x seq tokens on both backends: loss and LoRA gradients.
 void check_one_micro_batch(test::BaseStorage storage, const char* name, const std::shared_ptr<Context>& cpu,
-                           const std::shared_ptr<Context>& gpu) {
+                           const std::shared_ptr<Context>& gpu, QuantFormat format = QuantFormat::NF4,
+                           int batch_size = kBatch, int seq = kSeq) {
     test::SyntheticModelOptions options;
     options.storage = storage;
+    options.quant_format = format;
     options.std = 0.05f;
     auto model_cpu = test::make_synthetic_model(cpu, options);
     auto model_gpu = on_context(*model_cpu, gpu);
     auto lora_cpu = create_lora(model_cpu, lora_config());
     auto lora_gpu = create_lora(model_gpu, lora_config());
 
-    std::vector<int32_t> tokens = random_tokens(options.vocab, 11);
-    PreparedBatch batch = prepare_batch(make_batch(tokens), model_cpu->config);
+    std::vector<int32_t> tokens = random_tokens(options.vocab, 11, batch_size * seq);
+    PreparedBatch batch = prepare_batch(make_batch(tokens, batch_size, seq), model_cpu->config);
     PassOptions pass;
     pass.gradient_checkpointing = true;
     lora_cpu->zero_gradients();
@@ -372,6 +375,15 @@ int main() {
         std::printf("device: %s\n", gpu->cuda()->device().name().c_str());
         check_one_micro_batch(test::BaseStorage::BF16, "bf16 base", cpu, gpu);
         check_one_micro_batch(test::BaseStorage::NF4Quantized, "nf4 base", cpu, gpu);
+        // 12 tokens: the 4-bit linears take the fused dequantize + GEMM (kernels/dequant_gemm.cu).
+        check_one_micro_batch(test::BaseStorage::NF4Quantized, "nf4 base, 12 tokens (fused dequant+GEMM)", cpu,
+                              gpu, QuantFormat::NF4, 1, 12);
+        // Every other format, dequantized on the device from its packed codes.
+        for (QuantFormat format : {QuantFormat::FP4, QuantFormat::Int8Row, QuantFormat::Int4Group,
+                                   QuantFormat::Int8Channel, QuantFormat::Fp8E4M3, QuantFormat::NVFP4}) {
+            const std::string name = std::string(quant_format_name(format)) + " base";
+            check_one_micro_batch(test::BaseStorage::Quantized, name.c_str(), cpu, gpu, format);
+        }
         check_steps(cpu, gpu);
         check_budget();
         check_offload();

@@ -22,7 +22,8 @@
 
 namespace axl::test {
 
-enum class BaseStorage { F32, BF16, NF4Quantized, NF4RandomCodes, Int4RandomCodes, Fp8RandomCodes };
+// Quantized: random f32 weights quantized by src/quant in SyntheticModelOptions::quant_format.
+enum class BaseStorage { F32, BF16, NF4Quantized, NF4RandomCodes, Int4RandomCodes, Fp8RandomCodes, Quantized };
 
 struct SyntheticModelOptions {
     int hidden = 256;
@@ -34,6 +35,7 @@ struct SyntheticModelOptions {
     int vocab = 1000;
     bool tie_embeddings = false;
     BaseStorage storage = BaseStorage::BF16;
+    QuantFormat quant_format = QuantFormat::NF4;  // for BaseStorage::Quantized (default block size)
     DType embedding_dtype = DType::F32;  // the CPU pass reads embeddings as f32
     float std = 0.02f;
     uint64_t seed = 1;
@@ -151,6 +153,13 @@ inline Linear synthetic_linear(const std::shared_ptr<HostAllocator>& allocator, 
             config.format = QuantFormat::NF4;
             config.block_size = 64;
             config.weight_dtype = DType::BF16;
+            linear.quantized = std::make_shared<QuantizedTensor>(quantize(f32.f32(), out, in, config));
+            break;
+        }
+        case BaseStorage::Quantized: {
+            Tensor f32 = synthetic_tensor(allocator, DType::F32, {out, in}, seed, o.std);
+            QuantConfig config;
+            config.format = o.quant_format;
             linear.quantized = std::make_shared<QuantizedTensor>(quantize(f32.f32(), out, in, config));
             break;
         }
