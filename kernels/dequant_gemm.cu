@@ -24,6 +24,7 @@
 
 #include "backend/cuda/dequant_gemm.hpp"
 #include "common.cuh"
+#include "mma_sync.cuh"
 #include "quant/nf4_fp4.hpp"
 
 namespace axl::cuda {
@@ -100,14 +101,6 @@ __device__ __forceinline__ uint32_t load_table(SharedCodeTable& shared, const Co
 __device__ __forceinline__ uint32_t pack_bf16_pair(float low, float high) {
     const __nv_bfloat162 pair = __floats2bfloat162_rn(low, high);  // .x (low) in the lower 16 bits
     return *reinterpret_cast<const uint32_t*>(&pair);
-}
-
-__device__ __forceinline__ void mma_bf16_16x8x16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-        "{%0, %1, %2, %3};\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
 __device__ __forceinline__ uint32_t word_of(const uint4& v, int i) {
@@ -205,7 +198,7 @@ __device__ __forceinline__ void multiply_forward_piece(float (&acc)[kForwardRowT
                 }
 #pragma unroll
                 for (int n = 0; n < TokenTiles; ++n)
-                    mma_bf16_16x8x16(acc[m][n], a, word_of(xs[n][word], first), word_of(xs[n][word], second));
+                    mma_bf16_m16n8k16(acc[m][n], a, word_of(xs[n][word], first), word_of(xs[n][word], second));
             }
         }
     }
@@ -362,7 +355,7 @@ __device__ __forceinline__ void multiply_backward_step(float (&acc)[kBackwardCol
             const uint32_t a[4] = {pack_bf16_pair(high[0], high[1]), pack_bf16_pair(low[0], low[1]),
                                    pack_bf16_pair(high[2], high[3]), pack_bf16_pair(low[2], low[3])};
 #pragma unroll
-            for (int n = 0; n < TokenTiles; ++n) mma_bf16_16x8x16(acc[4 * half + byte][n], a, b[n][0], b[n][1]);
+            for (int n = 0; n < TokenTiles; ++n) mma_bf16_m16n8k16(acc[4 * half + byte][n], a, b[n][0], b[n][1]);
         }
     }
 }
