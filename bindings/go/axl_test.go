@@ -291,3 +291,41 @@ func TestLogReachesTheFunctionWhileAnyHandleLives(t *testing.T) {
 	}
 	t.Fatalf("log lines: %q", lines)
 }
+
+// Offload (CheckpointLayersOffload) is accepted everywhere; on the CPU it trains exactly as
+// plain checkpointing.
+func TestOffloadOptionTrainsAsCheckpointingOnTheCPU(t *testing.T) {
+	ctx := newTestContext(t, nil)
+	defer ctx.Close()
+	model := loadTestModel(t, ctx)
+	defer model.Close()
+	batch := testBatchOf(t)
+	defaults := DefaultTrainerOptions()
+	if !defaults.GradientCheckpointing || defaults.OffloadActivations {
+		t.Fatalf("defaults %+v", defaults)
+	}
+	losses := make([]float64, 2)
+	for i, offload := range []bool{false, true} {
+		loraOpts := DefaultLoraOptions()
+		loraOpts.Seed = 3
+		lora, err := NewLora(model, &loraOpts)
+		must(t, err)
+		optimizer, err := NewOptimizer(lora, nil)
+		must(t, err)
+		opts := DefaultTrainerOptions()
+		opts.OffloadActivations = offload
+		trainer, err := NewTrainer(optimizer, &opts)
+		must(t, err)
+		for step := 0; step < 2; step++ {
+			result, err := trainer.Step(batch)
+			must(t, err)
+			losses[i] = result.Loss
+		}
+		trainer.Close()
+		optimizer.Close()
+		lora.Close()
+	}
+	if losses[0] != losses[1] {
+		t.Fatalf("offload changed the CPU step: loss %v vs %v", losses[1], losses[0])
+	}
+}

@@ -23,6 +23,9 @@ const (
 type TrainerOptions struct {
 	GradAccumSteps        int32 // micro-batches per optimizer step
 	GradientCheckpointing bool  // recompute layer activations in backward
+	// With GradientCheckpointing, keep the checkpointed layer inputs in pinned host memory
+	// (CheckpointLayersOffload; the CUDA backend, plain checkpointing on the CPU).
+	OffloadActivations bool
 	Progress              ProgressFunc
 }
 
@@ -33,6 +36,19 @@ func DefaultTrainerOptions() TrainerOptions {
 	return TrainerOptions{
 		GradAccumSteps:        int32(raw.grad_accum_steps),
 		GradientCheckpointing: raw.gradient_checkpointing != 0,
+		OffloadActivations:    Checkpointing(raw.gradient_checkpointing) == CheckpointLayersOffload,
+	}
+}
+
+// checkpointing is the C option's value for GradientCheckpointing and OffloadActivations.
+func (opts *TrainerOptions) checkpointing() Checkpointing {
+	switch {
+	case !opts.GradientCheckpointing:
+		return CheckpointNone
+	case opts.OffloadActivations:
+		return CheckpointLayersOffload
+	default:
+		return CheckpointLayers
 	}
 }
 
@@ -64,7 +80,7 @@ func NewTrainer(optimizer *Optimizer, opts *TrainerOptions) (*Trainer, error) {
 	var raw C.axl_trainer_options
 	C.axl_trainer_options_init(&raw, C.size_t(unsafe.Sizeof(raw)))
 	raw.grad_accum_steps = C.int32_t(opts.GradAccumSteps)
-	raw.gradient_checkpointing = cBool(opts.GradientCheckpointing)
+	raw.gradient_checkpointing = C.int32_t(opts.checkpointing())
 	t := &Trainer{}
 	if opts.Progress != nil {
 		t.progress = &progressState{fn: opts.Progress}

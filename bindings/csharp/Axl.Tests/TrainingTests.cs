@@ -155,6 +155,32 @@ namespace Axl.Tests
         }
 
         [Test]
+        public void OffloadTrainsAsCheckpointingOnTheCpu()
+        {
+            var defaults = new TrainerOptions();
+            Assert.IsTrue(defaults.GradientCheckpointing);
+            Assert.IsFalse(defaults.OffloadActivations);
+            using (var dir = new ScratchDir())
+            using (var ctx = NewContext())
+            using (var model = LoadTrainModel(ctx, dir))
+            {
+                Batch batch = NewBatch();
+                var losses = new double[2];
+                for (int i = 0; i < 2; i++)
+                {
+                    using (var lora = new Lora(model, new LoraOptions { Seed = 3 }))
+                    using (var optimizer = new Optimizer(lora))
+                    using (var trainer = new Trainer(optimizer, new TrainerOptions { OffloadActivations = i == 1 }))
+                    {
+                        trainer.Step(batch);
+                        losses[i] = trainer.Step(batch).Loss;
+                    }
+                }
+                Assert.AreEqual(losses[0], losses[1], "offload changed the CPU step");
+            }
+        }
+
+        [Test]
         public void AModelIsSharedAcrossThreads()
         {
             using (var dir = new ScratchDir())

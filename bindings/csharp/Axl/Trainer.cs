@@ -24,12 +24,20 @@ namespace Axl
             AxlException.Check(Native.axl_trainer_options_init(ref raw, Native.SizeOf<axl_trainer_options>()));
             GradAccumSteps = raw.grad_accum_steps;
             GradientCheckpointing = raw.gradient_checkpointing != 0;
+            OffloadActivations = raw.gradient_checkpointing == (int)Checkpointing.LayersOffload;
         }
 
         /// <summary>Micro-batches per optimizer step.</summary>
         public int GradAccumSteps { get; set; }
         /// <summary>Recompute layer activations in backward.</summary>
         public bool GradientCheckpointing { get; set; }
+        /// <summary>With GradientCheckpointing, keep the checkpointed layer inputs in pinned host memory
+        /// (<see cref="Checkpointing.LayersOffload"/>; the CUDA backend, plain checkpointing on the CPU).</summary>
+        public bool OffloadActivations { get; set; }
+
+        internal int CheckpointingValue =>
+            (int)(!GradientCheckpointing ? Checkpointing.None
+                  : OffloadActivations ? Checkpointing.LayersOffload : Checkpointing.Layers);
         /// <summary>Called per layer of each step's forward and backward, on the thread calling
         /// <see cref="Trainer.Step"/>. An exception it throws cancels the step (its gradients are discarded) and
         /// is rethrown by Step.</summary>
@@ -65,7 +73,7 @@ namespace Axl
             var raw = new axl_trainer_options();
             AxlException.Check(Native.axl_trainer_options_init(ref raw, Native.SizeOf<axl_trainer_options>()));
             raw.grad_accum_steps = options.GradAccumSteps;
-            raw.gradient_checkpointing = options.GradientCheckpointing ? 1 : 0;
+            raw.gradient_checkpointing = options.CheckpointingValue;
             GCHandle relayHandle = default(GCHandle);
             if (options.Progress != null)
             {

@@ -34,7 +34,16 @@ impl TrainerOptions {
 
     /// Recompute layer activations in backward (default on).
     pub fn gradient_checkpointing(mut self, enabled: bool) -> Self {
-        self.raw.gradient_checkpointing = enabled as i32;
+        self.raw.gradient_checkpointing = if enabled { sys::AXL_CHECKPOINT_LAYERS } else { sys::AXL_CHECKPOINT_NONE };
+        self
+    }
+
+    /// Recompute layer activations in backward and keep the checkpointed layer inputs in pinned
+    /// host memory (`AXL_CHECKPOINT_LAYERS_OFFLOAD`: the CUDA backend; plain checkpointing on the
+    /// CPU). `false` goes back to plain checkpointing.
+    pub fn offload_activations(mut self, enabled: bool) -> Self {
+        self.raw.gradient_checkpointing =
+            if enabled { sys::AXL_CHECKPOINT_LAYERS_OFFLOAD } else { sys::AXL_CHECKPOINT_LAYERS };
         self
     }
 

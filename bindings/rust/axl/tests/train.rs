@@ -197,3 +197,24 @@ fn log_messages_reach_the_closure_while_any_handle_lives() {
         "log lines: {lines:?}"
     );
 }
+
+/// Offload (`AXL_CHECKPOINT_LAYERS_OFFLOAD`) is accepted everywhere; on the CPU it trains exactly
+/// as plain checkpointing.
+#[test]
+fn offload_option_trains_as_checkpointing_on_the_cpu() {
+    let dir = ScratchDir::new("offload");
+    let ctx = context();
+    let model = tiny_model(&dir, &ctx);
+    let tokens = arithmetic_tokens(BATCH, SEQ_LEN, TRAIN_MODEL.vocab);
+    let batch = Batch::new(&tokens, BATCH, SEQ_LEN).unwrap();
+    let mut losses = Vec::new();
+    for offload in [false, true] {
+        let mut lora = Lora::new(&model, &LoraOptions::new().seed(3)).unwrap();
+        let mut optimizer = Optimizer::new(&mut lora, &OptimizerOptions::new()).unwrap();
+        let mut trainer =
+            Trainer::new(&mut optimizer, TrainerOptions::new().offload_activations(offload)).unwrap();
+        trainer.step(&batch).unwrap();
+        losses.push(trainer.step(&batch).unwrap().loss);
+    }
+    assert_eq!(losses[0], losses[1], "offload changed the CPU step");
+}
