@@ -20,10 +20,14 @@ void rope_tables(float* cos, float* sin, const float* inv_freq, int64_t max_pos,
     }
 }
 
+namespace {
+
+// Rotates every head of every token in place by its position's angle, or by the opposite angle
+// when direction is -1 (the sine negated: exact, so both directions round as written below).
 // out1 = x1 * cos - x2 * sin, out2 = x2 * cos + x1 * sin, each product rounded separately as in
 // transformers' q * cos + rotate_half(q) * sin.
-void rope_forward(float* x, const int32_t* positions, const float* cos, const float* sin,
-                  int64_t tokens, int64_t heads, int64_t head_dim) {
+void rotate(float* x, const int32_t* positions, const float* cos, const float* sin, int64_t tokens, int64_t heads,
+            int64_t head_dim, float direction) {
     const int64_t half = head_dim / 2;
 #pragma omp parallel for schedule(static)
     for (int64_t t = 0; t < tokens; ++t) {
@@ -34,31 +38,25 @@ void rope_forward(float* x, const int32_t* positions, const float* cos, const fl
             for (int64_t i = 0; i < half; ++i) {
                 const float x1 = head[i];
                 const float x2 = head[i + half];
-                head[i] = x1 * cos_row[i] - x2 * sin_row[i];
-                head[i + half] = x2 * cos_row[i] + x1 * sin_row[i];
+                const float s = direction * sin_row[i];
+                head[i] = x1 * cos_row[i] - x2 * s;
+                head[i + half] = x2 * cos_row[i] + x1 * s;
             }
         }
     }
 }
 
+}  // namespace
+
+void rope_forward(float* x, const int32_t* positions, const float* cos, const float* sin,
+                  int64_t tokens, int64_t heads, int64_t head_dim) {
+    rotate(x, positions, cos, sin, tokens, heads, head_dim, 1.0f);
+}
+
 // The rotation is orthogonal, so its transpose is the rotation by the opposite angle.
 void rope_backward(float* dx, const int32_t* positions, const float* cos, const float* sin,
                    int64_t tokens, int64_t heads, int64_t head_dim) {
-    const int64_t half = head_dim / 2;
-#pragma omp parallel for schedule(static)
-    for (int64_t t = 0; t < tokens; ++t) {
-        const float* cos_row = cos + static_cast<int64_t>(positions[t]) * half;
-        const float* sin_row = sin + static_cast<int64_t>(positions[t]) * half;
-        for (int64_t h = 0; h < heads; ++h) {
-            float* head = dx + (t * heads + h) * head_dim;
-            for (int64_t i = 0; i < half; ++i) {
-                const float d1 = head[i];
-                const float d2 = head[i + half];
-                head[i] = d1 * cos_row[i] + d2 * sin_row[i];
-                head[i + half] = d2 * cos_row[i] - d1 * sin_row[i];
-            }
-        }
-    }
+    rotate(dx, positions, cos, sin, tokens, heads, head_dim, -1.0f);
 }
 
 }  // namespace axl::cpu
