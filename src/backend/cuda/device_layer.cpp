@@ -30,6 +30,8 @@ void device_layer_forward(const DevicePass& pass, int layer_index, const bf16* x
     DeviceLayerSaved local;
     DeviceLayerSaved& s = saved != nullptr ? *saved : local;
     require(y != nullptr || saved != nullptr, AXL_ERR_INTERNAL, "a layer forward that keeps and returns nothing");
+    // A recomputed forward (no output) is followed at once by this layer's backward.
+    s.keep_dequantized_weights = y == nullptr;
     DeviceLayerSaved* keep = saved;  // projections save for backward only when training
 
     // Attention block.
@@ -57,9 +59,6 @@ void device_layer_forward(const DevicePass& pass, int layer_index, const bf16* x
             ProfileScope timed = pass.timed("rmsnorm forward");
             rmsnorm_forward(s.q.as<bf16>(), s.rstd_q.as<float>(), s.q_raw.as<bf16>(), layer.q_norm,
                             n * c.num_heads, c.head_dim, eps, stream);
-        }
-        {
-            ProfileScope timed = pass.timed("rmsnorm forward");
             rmsnorm_forward(s.k.as<bf16>(), s.rstd_k.as<float>(), s.k_raw.as<bf16>(), layer.k_norm,
                             n * c.num_kv_heads, c.head_dim, eps, stream);
         }
@@ -68,9 +67,6 @@ void device_layer_forward(const DevicePass& pass, int layer_index, const bf16* x
     {
         ProfileScope timed = pass.timed("rope forward");
         rope_forward(s.q.as<bf16>(), positions, pass.rope_cos, pass.rope_sin, n, c.num_heads, c.head_dim, stream);
-    }
-    {
-        ProfileScope timed = pass.timed("rope forward");
         rope_forward(s.k.as<bf16>(), positions, pass.rope_cos, pass.rope_sin, n, c.num_kv_heads, c.head_dim, stream);
     }
 
@@ -170,9 +166,6 @@ void device_layer_backward(const DevicePass& pass, int layer_index, const bf16* 
     {
         ProfileScope timed = pass.timed("rope backward");
         rope_backward(dq.as<bf16>(), positions, pass.rope_cos, pass.rope_sin, n, c.num_heads, c.head_dim, stream);
-    }
-    {
-        ProfileScope timed = pass.timed("rope backward");
         rope_backward(dk.as<bf16>(), positions, pass.rope_cos, pass.rope_sin, n, c.num_kv_heads, c.head_dim, stream);
     }
     if (c.qk_norm) {
@@ -182,9 +175,6 @@ void device_layer_backward(const DevicePass& pass, int layer_index, const bf16* 
             ProfileScope timed = pass.timed("rmsnorm backward");
             rmsnorm_backward(dq_raw.as<bf16>(), nullptr, dq.as<bf16>(), s.q_raw.as<bf16>(), layer.q_norm,
                              s.rstd_q.as<float>(), n * c.num_heads, c.head_dim, stream);
-        }
-        {
-            ProfileScope timed = pass.timed("rmsnorm backward");
             rmsnorm_backward(dk_raw.as<bf16>(), nullptr, dk.as<bf16>(), s.k_raw.as<bf16>(), layer.k_norm,
                              s.rstd_k.as<float>(), n * c.num_kv_heads, c.head_dim, stream);
         }

@@ -53,9 +53,9 @@ struct DeviceLayerSaved {
     DeviceBuffer norm2, rstd2;
     DeviceBuffer gate, up, act;       // MLP
     std::array<DeviceBuffer, kDeviceLinearSlots> lora_u;  // x A^T [N, r] per projection outside a group
-    std::array<DeviceBuffer, 2> lora_group_u;             // x A^T [N, count*r] of q k v, of gate up
-    // Set before a checkpointed layer's recomputed forward: its dequantized base weights are kept
-    // here for the backward that follows (instead of dequantizing them again).
+    std::array<DeviceBuffer, kLoraGroupsPerLayer> lora_group_u;  // x A^T [N, count*r] per lora_group_index
+    // Set by a recomputed forward (device_layer_forward with y null): its dequantized base weights
+    // are kept here for the backward that follows (instead of dequantizing them again).
     bool keep_dequantized_weights = false;
     std::array<DeviceBuffer, kDeviceLinearSlots> weights;  // bf16 [out, in] when kept
 };

@@ -56,20 +56,20 @@ DeviceLora::DeviceLora(const LoraAdapter& adapter, DeviceAllocator& allocator) {
     groups_.resize(model.layers.size());
     for (size_t l = 0; l < model.layers.size(); ++l) {
         for (const auto& [first, size] : {std::pair{int{kSlotQ}, 3}, std::pair{int{kSlotGate}, 2}}) {
-            bool whole = true;
-            for (int k = 0; k < size; ++k) {
+            // Every projection of the group trained, each A of the first one's shape.
+            const int i0 = module_index_[l][first];
+            bool whole = i0 >= 0;
+            for (int k = 1; k < size && whole; ++k) {
                 const int i = module_index_[l][first + k];
-                const int i0 = module_index_[l][first];
-                whole = whole && i >= 0 && i0 >= 0 &&
-                        adapter.modules[i].a.dim(0) == adapter.modules[i0].a.dim(0) &&
+                whole = i >= 0 && adapter.modules[i].a.dim(0) == adapter.modules[i0].a.dim(0) &&
                         adapter.modules[i].a.dim(1) == adapter.modules[i0].a.dim(1);
             }
             if (!whole) continue;
-            DeviceLoraGroup& group = groups_[l][first == kSlotQ ? 0 : 1];
+            DeviceLoraGroup& group = groups_[l][lora_group_index(first)];
             group.first_slot = first;
             group.count = size;
-            group.rank = adapter.modules[module_index_[l][first]].a.dim(0);
-            group.in = adapter.modules[module_index_[l][first]].a.dim(1);
+            group.rank = adapter.modules[i0].a.dim(0);
+            group.in = adapter.modules[i0].a.dim(1);
             group.a = params_bf16_.as<bf16>() + offset;
             group.grad_a = grads() + offset;
             for (int k = 0; k < size; ++k) {
@@ -108,7 +108,7 @@ DeviceLora::DeviceLora(const LoraAdapter& adapter, DeviceAllocator& allocator) {
 }
 
 const DeviceLoraGroup* DeviceLora::group(int layer, int first_slot) const {
-    const DeviceLoraGroup& group = groups_[layer][first_slot == kSlotQ ? 0 : 1];
+    const DeviceLoraGroup& group = groups_[layer][lora_group_index(first_slot)];
     return (first_slot == kSlotQ || first_slot == kSlotGate) && group.count > 0 ? &group : nullptr;
 }
 

@@ -28,6 +28,10 @@ struct DeviceLoraModule {
 
 // The A's of the projections of one layer that share their input, with equal rank: q k v
 // (first_slot kSlotQ, count 3) or gate up (kSlotGate, 2), in slot order.
+// A layer's groups are numbered 0 (q k v) and 1 (gate up), by their first slot.
+constexpr int kLoraGroupsPerLayer = 2;
+constexpr int lora_group_index(int first_slot) { return first_slot == kSlotQ ? 0 : 1; }
+
 struct DeviceLoraGroup {
     int first_slot = 0, count = 0;
     int64_t rank = 0, in = 0;
@@ -71,7 +75,7 @@ private:
     DeviceBuffer params_, params_bf16_, grads_, grads_saved_, exp_avg_, exp_avg_sq_;
     std::vector<DeviceLoraModule> modules_;              // in adapter.modules order
     std::vector<std::array<int, kDeviceLinearSlots>> module_index_;  // [layer][slot], -1 none
-    std::vector<std::array<DeviceLoraGroup, 2>> groups_;             // [layer][q k v, gate up]
+    std::vector<std::array<DeviceLoraGroup, kLoraGroupsPerLayer>> groups_;  // [layer][lora_group_index]
     std::vector<float> host_staging_;
 };
 

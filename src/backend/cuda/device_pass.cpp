@@ -183,7 +183,6 @@ double train_loss_sum_and_backward(Runtime& runtime, const ModelConfig& config, 
         if (options.gradient_checkpointing) {
             // The recomputed forward needs only what backward reads: no layer output (y null).
             DeviceLayerSaved saved;
-            saved.keep_dequantized_weights = true;
             device_layer_forward(pass, l, x, nullptr, &saved);
             device_layer_backward(pass, l, x, saved, dy.as<bf16>(), dx.as<bf16>());
         } else {

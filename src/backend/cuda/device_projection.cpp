@@ -15,8 +15,6 @@ struct LoraInput {
     int64_t ld = 0;  // row stride in elements
 };
 
-int group_index(int first_slot) { return first_slot == kSlotQ ? 0 : 1; }
-
 const DeviceLoraGroup* group_of(const DevicePass& pass, int layer_index, int first_slot, int count) {
     if (pass.lora == nullptr || count == 1) return nullptr;
     const DeviceLoraGroup* group = pass.lora->group(layer_index, first_slot);
@@ -156,7 +154,7 @@ void project_forward(const DevicePass& pass, int layer_index, int first_slot, in
         base_forward(pass, layer_index, slot, x, ys[k], saved, addend);
         if (saved != nullptr && own_u.data() != nullptr) saved->lora_u[slot] = std::move(own_u);
     }
-    if (saved != nullptr && group != nullptr) saved->lora_group_u[group_index(first_slot)] = std::move(group_u);
+    if (saved != nullptr && group != nullptr) saved->lora_group_u[lora_group_index(first_slot)] = std::move(group_u);
 }
 
 void lora_input_forward(const DevicePass& pass, int layer_index, int slot, const bf16* x, DeviceLayerSaved* saved) {
@@ -177,7 +175,7 @@ void project_backward(const DevicePass& pass, int layer_index, int first_slot, i
     const DeviceLoraGroup* group = group_of(pass, layer_index, first_slot, count);
     if (group != nullptr) {
         const int64_t width = group->count * group->rank;
-        const bf16* u = saved.lora_group_u[group_index(first_slot)].as<bf16>();
+        const bf16* u = saved.lora_group_u[lora_group_index(first_slot)].as<bf16>();
         DeviceBuffer du = device_bf16(pass, n, width, "LoRA u gradient of a group");
         for (int k = 0; k < count; ++k) {
             const DeviceLoraModule* module = pass.lora->module(layer_index, first_slot + k);
