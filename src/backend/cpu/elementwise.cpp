@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "backend/cpu/column_sums.hpp"
 #include "backend/cpu/ops.hpp"
 
 namespace axl::cpu {
@@ -10,7 +11,6 @@ namespace {
 // Fixed block sizes for the reductions: partial sums are taken over the same blocks whatever
 // the thread count, so the results are reproducible from run to run and machine to machine.
 constexpr int64_t kSumBlock = 1 << 14;
-constexpr int64_t kColumnChunk = 256;
 
 }  // namespace
 
@@ -47,21 +47,9 @@ void add_bias_forward(float* y, const float* bias, int64_t rows, int64_t cols) {
     }
 }
 
-// dbias is a parameter gradient, so it is accumulated (+=). Split by columns so that each
-// thread owns its slice of dbias.
+// dbias is a parameter gradient, so it is accumulated (+=).
 void add_bias_backward(float* dbias, const float* dout, int64_t rows, int64_t cols) {
-    const int64_t chunks = (cols + kColumnChunk - 1) / kColumnChunk;
-#pragma omp parallel for schedule(static)
-    for (int64_t chunk = 0; chunk < chunks; ++chunk) {
-        const int64_t begin = chunk * kColumnChunk;
-        const int64_t end = std::min(cols, begin + kColumnChunk);
-        double sums[kColumnChunk] = {};
-        for (int64_t r = 0; r < rows; ++r) {
-            const float* dout_row = dout + r * cols;
-            for (int64_t i = begin; i < end; ++i) sums[i - begin] += dout_row[i];
-        }
-        for (int64_t i = begin; i < end; ++i) dbias[i] += static_cast<float>(sums[i - begin]);
-    }
+    accumulate_column_sums(dbias, rows, cols, [&](int64_t r, int64_t i) { return dout[r * cols + i]; });
 }
 
 }  // namespace axl::cpu

@@ -1,19 +1,11 @@
 // RMSNorm as Hugging Face's LlamaRMSNorm computes it in fp32:
 //   out = weight * (x * rsqrt(mean(x^2) + eps)).
-#include <algorithm>
 #include <cmath>
 
+#include "backend/cpu/column_sums.hpp"
 #include "backend/cpu/ops.hpp"
 
 namespace axl::cpu {
-namespace {
-
-// Columns per task of the weight-gradient reduction: wide enough that each row's slice is a few
-// cache lines, narrow enough that the column range splits over the threads.
-constexpr int64_t kColumnChunk = 256;
-
-}  // namespace
-
 void rmsnorm_forward(float* out, float* rstd, const float* x, const float* weight, int64_t rows,
                      int64_t cols, float eps) {
 #pragma omp parallel for schedule(static)
@@ -51,21 +43,9 @@ void rmsnorm_backward(float* dx, float* dweight, const float* dout, const float*
         }
     }
     if (dweight == nullptr) return;
-    // Split by columns rather than rows so that each thread owns its slice of dweight and the
-    // sums need no atomics and come out the same for any thread count.
-    const int64_t chunks = (cols + kColumnChunk - 1) / kColumnChunk;
-#pragma omp parallel for schedule(static)
-    for (int64_t chunk = 0; chunk < chunks; ++chunk) {
-        const int64_t begin = chunk * kColumnChunk;
-        const int64_t end = std::min(cols, begin + kColumnChunk);
-        double sums[kColumnChunk] = {};
-        for (int64_t r = 0; r < rows; ++r) {
-            const float* x_row = x + r * cols;
-            const float* dout_row = dout + r * cols;
-            for (int64_t i = begin; i < end; ++i) sums[i - begin] += dout_row[i] * (x_row[i] * rstd[r]);
-        }
-        for (int64_t i = begin; i < end; ++i) dweight[i] += static_cast<float>(sums[i - begin]);
-    }
+    accumulate_column_sums(dweight, rows, cols, [&](int64_t r, int64_t i) {
+        return dout[r * cols + i] * (x[r * cols + i] * rstd[r]);  // f32 product, summed in double
+    });
 }
 
 }  // namespace axl::cpu
