@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "core/error.hpp"
+#include "unit/expect_error.hpp"
 
 namespace axl::test {
 
@@ -54,19 +55,6 @@ inline void write_bytes(const std::string& path, const std::string& bytes) {
 inline std::string read_bytes(const std::string& path) {
     std::ifstream in(path, std::ios::binary);
     return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
-
-// Runs `action` and checks it throws axl::Error with `code` and a message containing `needle`.
-template <typename Action>
-void expect_error(Action&& action, axl_status code, const std::string& needle) {
-    try {
-        action();
-        ADD_FAILURE() << "expected an axl error (code " << code << ") containing '" << needle << "'";
-    } catch (const Error& e) {
-        EXPECT_EQ(e.code(), code) << e.what();
-        EXPECT_NE(std::string(e.what()).find(needle), std::string::npos)
-            << "message '" << e.what() << "' lacks '" << needle << "'";
-    }
 }
 
 }  // namespace axl::test

@@ -3,14 +3,14 @@
 
 #include <cmath>
 
-#include "expect_error.hpp"
+#include "unit/expect_error.hpp"
 #include "lora/lora.hpp"
 #include "tiny_model.hpp"
 
 namespace axl {
 namespace {
 
-using lora_test::expect_error;
+using test::expect_error;
 
 LoraConfig config_for(const std::string& targets, LoraInit init = LoraInit::Default) {
     LoraConfig config;

@@ -9,7 +9,7 @@
 #include <functional>
 #include <nlohmann/json.hpp>
 
-#include "expect_error.hpp"
+#include "unit/expect_error.hpp"
 #include "io/atomic_file.hpp"
 #include "io/safetensors.hpp"
 #include "lora/lora.hpp"
@@ -19,7 +19,7 @@ namespace axl {
 namespace {
 
 using json = nlohmann::json;
-using lora_test::expect_error;
+using test::expect_error;
 
 class ScratchDir {
 public:

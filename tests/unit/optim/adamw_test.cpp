@@ -7,7 +7,7 @@
 
 #include "core/allocator.hpp"
 #include "optim/adamw.hpp"
-#include "unit/lora/expect_error.hpp"
+#include "unit/expect_error.hpp"
 
 namespace axl {
 namespace {
@@ -115,7 +115,7 @@ TEST(AdamW, RejectsBadHyperparametersAndMismatchedTensors) {
                             AdamWConfig{0.9, 0.999, -1.0, 0}, AdamWConfig{0.9, 0.999, 1e-8, -0.1}})
         EXPECT_THROW(AdamW(s.params, bad, s.allocator), Error);
     AdamW adamw(s.params, AdamWConfig{}, s.allocator);
-    lora_test::expect_error([&] { adamw.step({s.params[0]}, {s.grads[0]}, 0.1); }, AXL_ERR_INTERNAL,
+    test::expect_error([&] { adamw.step({s.params[0]}, {s.grads[0]}, 0.1); }, AXL_ERR_INTERNAL,
                             "2 tensors");
 }
 

@@ -6,7 +6,7 @@
 #include <numbers>
 
 #include "optim/lr_schedule.hpp"
-#include "unit/lora/expect_error.hpp"
+#include "unit/expect_error.hpp"
 
 namespace axl {
 namespace {
@@ -88,12 +88,12 @@ TEST(Schedule, LinearWithFloorDecaysToIt) {
 TEST(Schedule, ValidationNamesTheField) {
     ScheduleConfig config = schedule(ScheduleType::Linear);
     config.total_steps = 0;
-    lora_test::expect_error([&] { validate_schedule(config); }, AXL_ERR_INVALID_ARGUMENT, "total_steps");
+    test::expect_error([&] { validate_schedule(config); }, AXL_ERR_INVALID_ARGUMENT, "total_steps");
     config = schedule(ScheduleType::Cosine, 1.5);
-    lora_test::expect_error([&] { validate_schedule(config); }, AXL_ERR_INVALID_ARGUMENT, "min_lr_ratio");
+    test::expect_error([&] { validate_schedule(config); }, AXL_ERR_INVALID_ARGUMENT, "min_lr_ratio");
     config = schedule(ScheduleType::Constant);
     config.warmup_steps = -1;
-    lora_test::expect_error([&] { validate_schedule(config); }, AXL_ERR_INVALID_ARGUMENT, "warmup_steps");
+    test::expect_error([&] { validate_schedule(config); }, AXL_ERR_INVALID_ARGUMENT, "warmup_steps");
     config = schedule(ScheduleType::Constant);
     config.total_steps = 0;
     EXPECT_NO_THROW(validate_schedule(config));

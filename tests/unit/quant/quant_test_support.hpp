@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "core/error.hpp"
+#include "unit/expect_error.hpp"
 
 namespace axl::quant_test {
 
@@ -28,17 +29,7 @@ inline std::vector<float> random_weight(int64_t rows, int64_t cols, uint32_t see
     return w;
 }
 
-template <typename Action>
-void expect_error(Action&& action, axl_status code, const std::string& needle) {
-    try {
-        action();
-        ADD_FAILURE() << "expected an axl error (code " << code << ") containing '" << needle << "'";
-    } catch (const Error& e) {
-        EXPECT_EQ(e.code(), code) << e.what();
-        EXPECT_NE(std::string(e.what()).find(needle), std::string::npos)
-            << "message '" << e.what() << "' lacks '" << needle << "'";
-    }
-}
+using test::expect_error;
 
 inline uint32_t float_bits(float value) {
     uint32_t bits;

@@ -1,5 +1,5 @@
 // Checks that an action throws axl::Error with a given status code and a message naming
-// what went wrong.
+// what went wrong; shared by the unit tests of every part.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -8,7 +8,7 @@
 
 #include "core/error.hpp"
 
-namespace axl::lora_test {
+namespace axl::test {
 
 template <typename Action>
 void expect_error(Action&& action, axl_status code, const std::string& needle) {
@@ -22,4 +22,4 @@ void expect_error(Action&& action, axl_status code, const std::string& needle) {
     }
 }
 
-}  // namespace axl::lora_test
+}  // namespace axl::test
