@@ -17,6 +17,7 @@
 #include "model/model.hpp"
 #include "train/batch.hpp"
 #include "train/decoder_pass.hpp"
+#include "unit/lora/tiny_model.hpp"
 
 namespace axl::quant_model_test {
 
@@ -31,14 +32,7 @@ inline axl_test::TinyCheckpointOptions tiny_options() {
     return o;
 }
 
-inline std::shared_ptr<Context> test_context() {
-    axl_context_options options{};
-    options.struct_size = sizeof options;
-    options.backend = AXL_BACKEND_CPU;
-    options.num_threads = 2;
-    options.log_level = AXL_LOG_WARN;
-    return std::make_shared<Context>(options);
-}
+inline std::shared_ptr<Context> test_context() { return test::make_test_context(); }
 
 inline ModelQuantConfig quant_config(int32_t format, int64_t block_size = 0, bool double_quant = false) {
     ModelQuantConfig config;
