@@ -26,6 +26,11 @@ file(GLOB AXL_CUDA_KERNEL_SOURCES CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/kernel
 file(GLOB AXL_CUDA_RUNTIME_SOURCES CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/src/backend/cuda/*.cpp)
 target_sources(axl_engine PRIVATE ${AXL_CUDA_KERNEL_SOURCES} ${AXL_CUDA_RUNTIME_SOURCES})
 target_compile_definitions(axl_engine PUBLIC AXL_HAVE_CUDA=1)
+# Hopper's warpgroup kernels (kernels/wgmma.cuh) exist only in an sm_90a build; the host side
+# takes them on a 9.x device when this is set.
+if("${CMAKE_CUDA_ARCHITECTURES}" MATCHES "90a")
+  target_compile_definitions(axl_engine PRIVATE AXL_CUDA_SM90A=1)
+endif()
 target_compile_options(axl_engine PRIVATE
   "$<$<COMPILE_LANGUAGE:CUDA>:-Xcompiler=-Wall,-Wextra,-Wno-unused-parameter;-lineinfo;--expt-relaxed-constexpr>")
 # The static runtime: the library needs no libcudart.so beside it; cuBLASLt is shared.

@@ -33,12 +33,15 @@
 //
 // Backward scratch (attention_backward_scratch_floats): delta [B, H, T], then, from a 16-byte
 // boundary, the f32 dQ sum of the tensor-core backward, [B, T, H, kMaxHeadDim].
+#include <atomic>
 #include <cfloat>
 #include <type_traits>
 
 #include "attention_layout.cuh"
 #include "attention_mma_backward.cuh"
 #include "attention_mma_forward.cuh"
+#include "attention_wgmma_backward.cuh"
+#include "attention_wgmma_forward.cuh"
 #include "backend/cuda/ops.hpp"
 #include "common.cuh"
 
@@ -496,6 +499,52 @@ void launch_forward_mma(bf16* out, float* lse, const bf16* q, const bf16* k, con
 
 bool aligned16(const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; }
 
+std::atomic<int> g_kernel_variant{0};
+
+enum class TensorCoreKernels { mma_sync, wgmma_forward, wgmma };
+
+// Which tensor-core kernels run. The wgmma ones need an sm_90a build (AXL_CUDA_SM90A, set by
+// cmake/cuda.cmake) and a 9.x device. By default the forward takes wgmma and the backward
+// mma.sync: the wgmma backward (attention_wgmma_backward.cuh) is correct but measured no faster
+// (kernels/README.md), so it runs only when a check asks for it.
+TensorCoreKernels tensor_core_kernels() {
+    const int variant = g_kernel_variant.load(std::memory_order_relaxed);
+    if (variant == 1) return TensorCoreKernels::mma_sync;
+#if defined(AXL_CUDA_SM90A)
+    int device = 0, major = 0;
+    AXL_CUDA_CHECK(cudaGetDevice(&device));
+    AXL_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+    if (major == 9) return variant == 2 ? TensorCoreKernels::wgmma : TensorCoreKernels::wgmma_forward;
+#endif
+    return TensorCoreKernels::mma_sync;
+}
+
+template <int D, typename Tiles>
+void launch_forward_wgmma(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v, const int32_t* segment,
+                          int64_t batch, const HeadLayout& layout, float scale, cudaStream_t stream) {
+    prefer_shared_memory(attention_forward_wgmma_kernel<D, Tiles>, Tiles::kSharedBytes);
+    const dim3 grid(static_cast<unsigned>(ceil_div(layout.seq, Tiles::kRows)), layout.heads,
+                    static_cast<unsigned>(batch));
+    attention_forward_wgmma_kernel<D, Tiles><<<grid, Tiles::kThreads, Tiles::kSharedBytes, stream>>>(
+        out, lse, q, k, v, segment, layout, scale);
+    AXL_CUDA_CHECK_LAUNCH("attention_forward_wgmma_kernel");
+}
+
+// Forward tiles measured on H100 at B4 T2048 H32 KV8 (kernels/README.md): d64 takes 64-key
+// tiles and two blocks of two warpgroups per SM; d128 128-key tiles and one block.
+template <int D>
+using ForwardTiles = std::conditional_t<D == 64, WgmmaForwardTiles<64, 64, 2, 2>, WgmmaForwardTiles<128, 128, 2, 1>>;
+
+template <int D>
+void launch_forward_tensor_cores(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v,
+                                 const int32_t* segment, int64_t batch, const HeadLayout& layout, float scale,
+                                 cudaStream_t stream) {
+    if (tensor_core_kernels() == TensorCoreKernels::mma_sync)
+        launch_forward_mma<D>(out, lse, q, k, v, segment, batch, layout, scale, stream);
+    else
+        launch_forward_wgmma<D, ForwardTiles<D>>(out, lse, q, k, v, segment, batch, layout, scale, stream);
+}
+
 template <typename T>
 void launch_attention_forward(T* out, float* lse, const T* q, const T* k, const T* v, const int32_t* segment,
                               int64_t batch, int64_t seq, int64_t heads, int64_t kv_heads, int64_t head_dim,
@@ -505,9 +554,9 @@ void launch_attention_forward(T* out, float* lse, const T* q, const T* k, const 
     if constexpr (std::is_same_v<T, bf16>) {
         if (aligned16(q) && aligned16(k) && aligned16(v) && aligned16(out)) {
             if (head_dim == 64)
-                launch_forward_mma<64>(out, lse, q, k, v, segment, batch, layout, scale, stream);
+                launch_forward_tensor_cores<64>(out, lse, q, k, v, segment, batch, layout, scale, stream);
             else
-                launch_forward_mma<128>(out, lse, q, k, v, segment, batch, layout, scale, stream);
+                launch_forward_tensor_cores<128>(out, lse, q, k, v, segment, batch, layout, scale, stream);
             return;
         }
     }
@@ -554,17 +603,37 @@ void launch_backward_mma_tiles(float* dq_sum, bf16* dk, bf16* dv, const bf16* do
     AXL_CUDA_CHECK_LAUNCH("attention_backward_mma_kernel");
 }
 
+template <int D, typename Tiles>
+void launch_backward_wgmma(float* dq_sum, bf16* dk, bf16* dv, const bf16* dout, const bf16* q, const bf16* k,
+                           const bf16* v, const float* lse, const float* delta, const int32_t* segment, int64_t batch,
+                           const HeadLayout& layout, float scale, cudaStream_t stream) {
+    prefer_shared_memory(attention_backward_wgmma_kernel<D, Tiles>, Tiles::kSharedBytes);
+    const dim3 grid(static_cast<unsigned>(ceil_div(layout.seq, Tiles::kKeys)), layout.kv_heads,
+                    static_cast<unsigned>(batch));
+    attention_backward_wgmma_kernel<D, Tiles><<<grid, Tiles::kThreads, Tiles::kSharedBytes, stream>>>(
+        dq_sum, dk, dv, dout, q, k, v, lse, delta, segment, layout, scale);
+    AXL_CUDA_CHECK_LAUNCH("attention_backward_wgmma_kernel");
+}
+
 template <int D>
-void launch_backward_mma(bf16* dq, bf16* dk, bf16* dv, const bf16* dout, const bf16* q, const bf16* k, const bf16* v,
+void launch_backward_tensor_cores(bf16* dq, bf16* dk, bf16* dv, const bf16* dout, const bf16* q, const bf16* k, const bf16* v,
                          const float* lse, float* scratch, const int32_t* segment, int64_t batch,
                          const HeadLayout& layout, float scale, cudaStream_t stream) {
     const float* delta = scratch;
     float* dq_sum = scratch + delta_floats(batch, layout.seq, layout.heads);
     const int64_t dq_elements = batch * layout.seq * layout.heads * D;
     AXL_CUDA_CHECK(cudaMemsetAsync(dq_sum, 0, sizeof(float) * dq_elements, stream));
-    // 32-query tiles; three blocks per SM at d64, two at d128 (BackwardTiles says why).
-    launch_backward_mma_tiles<D, BackwardTiles<D, 32, D == 64 ? 3 : 2>>(dq_sum, dk, dv, dout, q, k, v, lse, delta,
-                                                                        segment, batch, layout, scale, stream);
+    if (tensor_core_kernels() == TensorCoreKernels::wgmma) {
+        // d64: one warpgroup a block, two blocks per SM, dQ by atomics; d128: two warpgroups,
+        // dQ by bulk adds (the faster of each in the measurements of kernels/README.md).
+        using Tiles = std::conditional_t<D == 64, WgmmaBackwardTiles<64, 1, false, 2>, WgmmaBackwardTiles<128, 2, true, 1>>;
+        launch_backward_wgmma<D, Tiles>(dq_sum, dk, dv, dout, q, k, v, lse, delta, segment, batch, layout, scale,
+                                        stream);
+    } else {
+        // 32-query tiles; three blocks per SM at d64, two at d128 (BackwardTiles says why).
+        launch_backward_mma_tiles<D, BackwardTiles<D, 32, D == 64 ? 3 : 2>>(dq_sum, dk, dv, dout, q, k, v, lse, delta,
+                                                                            segment, batch, layout, scale, stream);
+    }
     attention_dq_to_bf16_kernel<<<grid_for(dq_elements / 4, kDqConvertThreads), kDqConvertThreads, 0, stream>>>(
         dq, dq_sum, dq_elements, scale);
     AXL_CUDA_CHECK_LAUNCH("attention_dq_to_bf16_kernel");
@@ -583,9 +652,9 @@ void launch_attention_backward(T* dq, T* dk, T* dv, const T* dout, const T* out,
         if (aligned16(q) && aligned16(k) && aligned16(v) && aligned16(dout) && aligned16(dq) && aligned16(dk) &&
             aligned16(dv) && aligned16(delta)) {
             if (head_dim == 64)
-                launch_backward_mma<64>(dq, dk, dv, dout, q, k, v, lse, delta, segment, batch, layout, scale, stream);
+                launch_backward_tensor_cores<64>(dq, dk, dv, dout, q, k, v, lse, delta, segment, batch, layout, scale, stream);
             else
-                launch_backward_mma<128>(dq, dk, dv, dout, q, k, v, lse, delta, segment, batch, layout, scale, stream);
+                launch_backward_tensor_cores<128>(dq, dk, dv, dout, q, k, v, lse, delta, segment, batch, layout, scale, stream);
             return;
         }
     }
@@ -596,6 +665,10 @@ void launch_attention_backward(T* dq, T* dk, T* dv, const T* dout, const T* out,
 }
 
 }  // namespace
+
+void set_attention_kernel_variant(int tensor_core_variant) {
+    g_kernel_variant.store(tensor_core_variant, std::memory_order_relaxed);
+}
 
 size_t attention_backward_scratch_floats(int64_t batch, int64_t seq, int64_t heads) {
     return static_cast<size_t>(delta_floats(batch, seq, heads) + batch * seq * heads * kMaxHeadDim);

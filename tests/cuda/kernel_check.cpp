@@ -910,8 +910,18 @@ std::vector<int32_t> random_segments(Random& random, int64_t batch, int64_t seq)
 
 // misaligned: q starts one element into its buffer, which sends the bf16 forward to the tiled
 // f32-FMA kernel instead of the tensor cores.
+// The bf16 tensor-core kernels (axl::cuda::set_attention_kernel_variant): mma.sync for both
+// passes, the default (on Hopper: wgmma forward, mma.sync backward), and wgmma for both; each
+// is checked and timed.
+constexpr int kAttentionVariants[] = {1, 0, 2};
+std::string attention_variant_name(int variant) {
+    return variant == 1 ? " mma.sync" : variant == 2 ? " wgmma" : " default";
+}
+
 template <typename T>
-void check_attention(Env& env, int64_t head_dim, bool packed, bool misaligned = false) {
+void check_attention(Env& env, int64_t head_dim, bool packed, bool misaligned = false, int variant = 0) {
+    axl::cuda::set_attention_kernel_variant(variant);
+    const std::string variant_name = misaligned ? "" : attention_variant_name(variant);
     const int64_t batch = 2, seq = 1000, heads = 8, kv_heads = 2;
     const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
     const int64_t q_n = batch * seq * heads * head_dim, kv_n = batch * seq * kv_heads * head_dim;
@@ -946,7 +956,7 @@ void check_attention(Env& env, int64_t head_dim, bool packed, bool misaligned = 
     auto d_out = poisoned<T>(env, q_n);
     auto d_lse = poisoned<float>(env, lse.size());
     const std::string suffix = std::string(Elem<T>::name()) + " d" + std::to_string(head_dim) +
-                               (packed ? " packed" : " causal") + (misaligned ? " tiled" : "");
+                               (packed ? " packed" : " causal") + (misaligned ? " tiled" : "") + variant_name;
     auto forward = [&] {
         axl::cuda::attention_forward(d_out.get(), d_lse.get(), d_q.get(), d_k.get(), d_v.get(), d_segment_ptr, batch,
                                      seq, heads, kv_heads, head_dim, scale, env.stream());
@@ -987,15 +997,25 @@ void check_attention(Env& env, int64_t head_dim, bool packed, bool misaligned = 
         return tensor_cores ? Tolerance{2.0 * kBf16Unit * max_abs_value(ref), 2.0 * kBf16Unit}
                             : output_tolerance<T>(ref, 1e-3, 1e-4);
     };
+    const std::vector<float> dk_first = download(env, d_dk), dv_first = download(env, d_dv);
     check.add(dq, download(env, d_dq), grad_tolerance(dq));
-    check.add(dk, download(env, d_dk), grad_tolerance(dk));
-    check.add(dv, download(env, d_dv), grad_tolerance(dv));
+    check.add(dk, dk_first, grad_tolerance(dk));
+    check.add(dv, dv_first, grad_tolerance(dv));
     check.finish(time_ms(env, backward));
+    // The timed runs wrote dk and dv again: each has one writer per row, so they must repeat
+    // bit for bit (a race between the kernel's stages would show here first).
+    OpCheck repeat("attention_backward " + suffix + " dk dv repeat");
+    repeat.add(dk_first, download(env, d_dk), {0.0, 0.0});
+    repeat.add(dv_first, download(env, d_dv), {0.0, 0.0});
+    repeat.finish();
+    axl::cuda::set_attention_kernel_variant(0);
 }
 
 // The shapes of an 8B (d128) and a 1B (d64) Llama layer in training: B4 T2048, 32 query heads
 // over 8 kv heads, causal.
-void bench_attention(Env& env) {
+void bench_attention(Env& env, int variant) {
+    axl::cuda::set_attention_kernel_variant(variant);
+    const std::string variant_name = attention_variant_name(variant);
     const int64_t batch = 4, seq = 2048, heads = 32, kv_heads = 8;
     for (const int64_t head_dim : {int64_t{128}, int64_t{64}}) {
         const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
@@ -1017,13 +1037,14 @@ void bench_attention(Env& env) {
             axl::cuda::attention_forward(d_out.get(), d_lse.get(), d_q.get(), d_k.get(), d_v.get(), nullptr, batch,
                                          seq, heads, kv_heads, head_dim, scale, env.stream());
         });
-        OpCheck("attention_forward bf16 " + shape).finish(forward_ms, flop_rate(forward_flops, forward_ms));
+        OpCheck("attention_forward bf16 " + shape + variant_name).finish(forward_ms, flop_rate(forward_flops, forward_ms));
         const double backward_ms = time_ms(env, [&] {
             axl::cuda::attention_backward(d_dq.get(), d_dk.get(), d_dv.get(), d_dout.get(), d_out.get(), d_q.get(),
                                           d_k.get(), d_v.get(), d_lse.get(), d_delta.get(), nullptr, batch, seq, heads,
                                           kv_heads, head_dim, scale, env.stream());
         });
-        OpCheck("attention_backward bf16 " + shape).finish(backward_ms, flop_rate(2.5 * forward_flops, backward_ms));
+        OpCheck("attention_backward bf16 " + shape + variant_name)
+            .finish(backward_ms, flop_rate(2.5 * forward_flops, backward_ms));
     }
 }
 
@@ -1356,11 +1377,14 @@ int main() {
         if (selected("attention")) check_attention<float>(env, 128, false);
         if (selected("attention")) check_attention<float>(env, 128, true);
         if (selected("attention")) check_attention<float>(env, 64, true);
-        if (selected("attention")) check_attention<bf16>(env, 128, true);
-        if (selected("attention")) check_attention<bf16>(env, 64, false);
-        if (selected("attention")) check_attention<bf16>(env, 64, true);
-        if (selected("attention")) check_attention<bf16>(env, 128, true, true);
-        if (selected("attention")) bench_attention(env);
+        if (selected("attention")) {
+            for (const int variant : kAttentionVariants)
+                for (const int64_t head_dim : {int64_t{64}, int64_t{128}})
+                    for (const bool packed : {false, true}) check_attention<bf16>(env, head_dim, packed, false, variant);
+            check_attention<bf16>(env, 128, true, true);  // misaligned: the f32-FMA kernels
+            for (const int variant : kAttentionVariants) bench_attention(env, variant);
+            axl::cuda::set_attention_kernel_variant(0);
+        }
         if (selected("matmul")) bench_matmul(env);
         device.synchronize();
         std::printf("device memory: peak %.1f MiB through the allocator\n", allocator.peak_bytes() / 1048576.0);

@@ -11,9 +11,10 @@
 //      under a larger budget succeeds;
 //   5. activation offload (AXL_CHECKPOINT_LAYERS_OFFLOAD) against plain checkpointing on a
 //      deeper model with more tokens (24 layers, intermediate 512, B=8, T=512), where the layer
-//      inputs dominate the activations: bit-identical loss and LoRA gradients (the same kernels
-//      on the same data), a lower device peak (both printed), and Trainer steps that match
-//      bit for bit, through a step that fails part-way under a budget (copies in flight).
+//      inputs dominate the activations: bit-identical loss (the same kernels on the same data)
+//      and LoRA gradients equal to rounding (the attention backward's dQ sums in f32 in no fixed
+//      order), a lower device peak (both printed), and Trainer steps that match (step 0's
+//      loss bit for bit), through a step that fails part-way under a budget (copies in flight).
 // Tolerances: the CUDA step keeps activations in bf16 (unit roundoff u = 2^-8) where the CPU
 // keeps f32, so the comparisons are at bf16 level: loss |diff| <= 0.01 * loss; gradients
 // ||g_cuda - g_cpu|| / ||g_cpu|| <= 0.05 per LoRA tensor; grad norm 0.05 relative; weights
@@ -290,12 +291,18 @@ void check_offload_pass(const std::shared_ptr<Context>& gpu, const std::shared_p
                 layer_inputs / 1048576.0);
     check(loss_plain == loss_offload, "[offload] loss bit-identical (1 = yes)", loss_plain == loss_offload, 1);
 
+    // The attention backward adds dQ in f32 in whatever order its blocks finish, so gradients
+    // repeat to rounding, not to the bit; offloading the wrong data would move them by O(1).
     const std::vector<float> grads_plain = device_plain.gradients();
     const std::vector<float> grads_offload = device_offload.gradients();
-    int64_t differing = grads_plain.size() == grads_offload.size() ? 0 : -1;
-    for (size_t i = 0; differing >= 0 && i < grads_plain.size(); ++i)
-        differing += std::memcmp(&grads_plain[i], &grads_offload[i], sizeof(float)) != 0;
-    check(differing == 0, "[offload] LoRA gradients differing from plain (bits)", double(differing), 0);
+    double diff_squares = grads_plain.size() == grads_offload.size() ? 0.0 : INFINITY, plain_squares = 0.0;
+    for (size_t i = 0; std::isfinite(diff_squares) && i < grads_plain.size(); ++i) {
+        const double d = double(grads_offload[i]) - grads_plain[i];
+        diff_squares += d * d;
+        plain_squares += double(grads_plain[i]) * grads_plain[i];
+    }
+    check(diff_squares <= 1e-6 * plain_squares, "[offload] LoRA gradients ||offload - plain|| / ||plain||",
+          std::sqrt(diff_squares / plain_squares), 1e-3);
     check(peak_offload < peak_plain, "[offload] device peak offload / plain", double(peak_offload) / peak_plain, 1);
 }
 
@@ -334,9 +341,12 @@ void check_offload_steps(const std::shared_ptr<Context>& gpu, const std::shared_
         if (s == 0) working = gpu->device_peak_bytes() - gpu->device_current_bytes();
         std::printf("[offload] step %zu loss plain %.9f offload %.9f, grad norm %.9f / %.9f\n", s, a.loss, b.loss,
                     a.grad_norm, b.grad_norm);
-        matching += a.loss == b.loss && a.grad_norm == b.grad_norm;
+        // Step 0's loss comes before any update: bit for bit. Later steps start from weights
+        // that AdamW moved by lr * sign(g) where g is tiny, so rounding differences in g show.
+        const bool same_loss = s == 0 ? a.loss == b.loss : std::fabs(a.loss - b.loss) <= 1e-3 * std::fabs(a.loss);
+        matching += same_loss && std::fabs(a.grad_norm - b.grad_norm) <= 1e-2 * a.grad_norm;
     }
-    check(matching == static_cast<int>(steps.size()), "[offload] Trainer steps matching bit for bit",
+    check(matching == static_cast<int>(steps.size()), "[offload] Trainer steps matching (step 0's loss exactly)",
           matching, static_cast<double>(steps.size()));
 }
 
