@@ -3,10 +3,14 @@
 // time in registers and shared memory, never as a T x T matrix.
 //
 // Two implementations:
-//   bf16 on the tensor cores (aligned rows): attention_mma_forward.cuh and
-//             attention_mma_backward.cuh, on the mma.sync building blocks of attention_mma.cuh.
-//             The backward is one pass over (key tile, query tile) pairs that adds dQ into an
-//             f32 buffer with atomics: dq is not bit-reproducible from run to run (dk, dv are).
+//   bf16 on the tensor cores (aligned rows): on Hopper (an sm_90a build on a 9.x device) the
+//             forward runs on warpgroup products (attention_wgmma_forward.cuh, on wgmma.cuh);
+//             otherwise, and for the backward, attention_mma_forward.cuh and
+//             attention_mma_backward.cuh on the mma.sync blocks of attention_mma.cuh.
+//             attention_wgmma_backward.cuh is a checked alternative backward, not the default
+//             (measured no faster; tensor_core_kernels says which runs). The backward is one
+//             pass over (key tile, query tile) pairs that adds dQ into an f32 buffer with
+//             atomics: dq is not bit-reproducible from run to run (dk, dv are).
 //   f32 FMA   (f32 tensors, and bf16 rows not aligned to 16 bytes): the tiled kernels below,
 //             deterministic:
 //   forward   a block owns kQueryTile query rows of one head and streams key/value tiles of
