@@ -1,6 +1,8 @@
 // The tensor-core building blocks of the bf16 attention kernels (attention_mma_forward.cuh,
 // attention_mma_backward.cuh): mma.sync.m16n8k16 (bf16 in, f32 accumulate), its operand
-// fragments loaded from shared memory with ldmatrix, and cp.async copies of row tiles.
+// fragments loaded from shared memory with ldmatrix, and cp.async copies of row tiles; and
+// the elementwise steps between products (masking, online softmax, P and dS), which the
+// wgmma kernels (attention_wgmma_*.cuh) share because their accumulators have the same layout.
 //
 // Fragments (PTX ISA, "mma.m16n8k16"): in an accumulator, lane l holds row l/4 (and + 8),
 // columns 2 (l % 4) and + 1; so a row's values sit in the 4 lanes of a quad. Tiles sit in
@@ -86,6 +88,90 @@ __device__ __forceinline__ void accumulators_as_a(uint32_t (&a)[4], const float 
 
 // Accumulator element e of an n-tile sits in row quad + 8 * (e / 2) and this column.
 __device__ __forceinline__ int fragment_column(int e) { return 2 * (lane_id() % 4) + (e & 1); }
+
+// ---- the elementwise steps between products (mma.sync and wgmma kernels alike) --------------
+// Both keep scores in the m16n8k16 accumulator layout (a wgmma warp's 16 rows read the same),
+// so these take one warp's 16 rows: n-tile nt, element e sits in row quad + 8 (e / 2) and
+// column nt * 8 + fragment_column(e).
+
+// Forward: scores of keys the rows may not see become -inf (later keys, keys of another
+// segment, rows at or past seq). Row r of the accumulators is query first_row + 8 r; key
+// column c is key k0 + c with segment key_segment[c].
+template <int KeyTiles>
+__device__ __forceinline__ void mask_scores(float (&s)[KeyTiles][4], int k0, int first_row, int seq,
+                                            const int32_t* key_segment, const int (&row_segment)[2]) {
+#pragma unroll
+    for (int nt = 0; nt < KeyTiles; ++nt)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+            const int column = nt * kMmaN + fragment_column(e);
+            const int t = first_row + 8 * (e >> 1);
+            const bool visible = k0 + column <= t && t < seq && key_segment[column] == row_segment[e >> 1];
+            if (!visible) s[nt][e] = -INFINITY;
+        }
+}
+
+// Forward: one key tile's online-softmax step (running max and sum per row, in log2 units so
+// that exp2 does the work): the scores become probabilities against the new running max, and
+// the running sum and the output accumulators are rescaled to it. row_max is of the unscaled
+// scores.
+template <int KeyTiles, int DTiles>
+__device__ __forceinline__ void online_softmax_step(float (&s)[KeyTiles][4], float (&o)[DTiles][4],
+                                                    float (&row_max)[2], float (&row_sum)[2], float scale_log2) {
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+        float tile_max = -INFINITY;
+#pragma unroll
+        for (int nt = 0; nt < KeyTiles; ++nt) tile_max = fmaxf(tile_max, fmaxf(s[nt][2 * r], s[nt][2 * r + 1]));
+        tile_max = group_max<4>(tile_max);
+        const float new_max = fmaxf(row_max[r], tile_max);
+        // Nothing visible yet: every p is exp2(-inf) = 0 against base 0.
+        const float base = new_max == -INFINITY ? 0.0f : new_max * scale_log2;
+        const float correction = exp2f(row_max[r] * scale_log2 - base);
+        float tile_sum = 0.0f;
+#pragma unroll
+        for (int nt = 0; nt < KeyTiles; ++nt)
+#pragma unroll
+            for (int c = 0; c < 2; ++c) {
+                const float p = exp2f(fmaf(s[nt][2 * r + c], scale_log2, -base));
+                s[nt][2 * r + c] = p;
+                tile_sum += p;
+            }
+        row_sum[r] = row_sum[r] * correction + group_sum<4>(tile_sum);
+        row_max[r] = new_max;
+#pragma unroll
+        for (int dn = 0; dn < DTiles; ++dn) {
+            o[dn][2 * r] *= correction;
+            o[dn][2 * r + 1] *= correction;
+        }
+    }
+}
+
+// Backward, rows keys (key_s[r], segment key_segment[r]) and columns queries t0 + c (segment,
+// lse in log2 units and delta per column, as staged): P^T into s, dS^T into dp, in place:
+// p = exp2(s scale log2e - lse) where the query sees the key, dS = p (dP - delta). A tile whose
+// queries all follow the warp's 16 keys (and hold no padding or segment boundary) needs no mask.
+template <int QueryTiles>
+__device__ __forceinline__ void probabilities_and_score_gradients(
+    float (&s)[QueryTiles][4], float (&dp)[QueryTiles][4], int warp_key0, int t0, int seq, bool packed,
+    const int (&key_s)[2], const int (&key_segment)[2], const int32_t* query_segment, const float* query_lse,
+    const float* query_delta, float scale_log2) {
+    constexpr int kQueryRows = QueryTiles * kMmaN;
+    const bool unmasked = !packed && t0 >= warp_key0 + kMmaM - 1 && t0 + kQueryRows <= seq && warp_key0 + kMmaM <= seq;
+#pragma unroll
+    for (int nt = 0; nt < QueryTiles; ++nt)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+            const int column = nt * kMmaN + fragment_column(e);
+            const int t = t0 + column;
+            const int r = e >> 1;
+            const bool visible = unmasked || (key_s[r] <= t && t < seq && key_s[r] < seq &&
+                                              query_segment[column] == key_segment[r]);
+            const float p = visible ? exp2f(fmaf(s[nt][e], scale_log2, -query_lse[column])) : 0.0f;
+            s[nt][e] = p;
+            dp[nt][e] = p * (dp[nt][e] - query_delta[column]);
+        }
+}
 
 // 16 bytes global -> shared, asynchronously; zeros when !valid (src is then not read).
 __device__ __forceinline__ void copy_async_16(bf16* shared_dst, const bf16* global_src, bool valid) {

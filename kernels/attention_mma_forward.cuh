@@ -147,47 +147,10 @@ attention_forward_mma_kernel(bf16* out, float* lse, const bf16* q, const bf16* k
             if (segment_row != nullptr || k0 + kForwardKeys - 1 > warp_row0) {
 #pragma unroll
                 for (int m = 0; m < M; ++m)
-#pragma unroll
-                    for (int nt = 0; nt < kKeyTiles; ++nt)
-#pragma unroll
-                        for (int e = 0; e < 4; ++e) {
-                            const int column = nt * kMmaN + fragment_column(e);
-                            const int t = row_of(m, e >> 1);
-                            const bool visible = k0 + column <= t && t < seq &&
-                                                 key_segment[stage][column] == row_segment[m][e >> 1];
-                            if (!visible) s[m][nt][e] = -INFINITY;
-                        }
+                    mask_scores(s[m], k0, row_of(m, 0), seq, key_segment[stage], row_segment[m]);
             }
 #pragma unroll
-            for (int m = 0; m < M; ++m)
-#pragma unroll
-                for (int r = 0; r < 2; ++r) {
-                    float tile_max = -INFINITY;
-#pragma unroll
-                    for (int nt = 0; nt < kKeyTiles; ++nt)
-                        tile_max = fmaxf(tile_max, fmaxf(s[m][nt][2 * r], s[m][nt][2 * r + 1]));
-                    tile_max = group_max<4>(tile_max);
-                    const float new_max = fmaxf(row_max[m][r], tile_max);
-                    // Nothing visible yet: every p is exp2(-inf) = 0 against base 0.
-                    const float base = new_max == -INFINITY ? 0.0f : new_max * scale_log2;
-                    const float correction = exp2f(row_max[m][r] * scale_log2 - base);
-                    float tile_sum = 0.0f;
-#pragma unroll
-                    for (int nt = 0; nt < kKeyTiles; ++nt)
-#pragma unroll
-                        for (int c = 0; c < 2; ++c) {
-                            const float p = exp2f(fmaf(s[m][nt][2 * r + c], scale_log2, -base));
-                            s[m][nt][2 * r + c] = p;
-                            tile_sum += p;
-                        }
-                    row_sum[m][r] = row_sum[m][r] * correction + group_sum<4>(tile_sum);
-                    row_max[m][r] = new_max;
-#pragma unroll
-                    for (int dn = 0; dn < kDTiles; ++dn) {
-                        o[m][dn][2 * r] *= correction;
-                        o[m][dn][2 * r + 1] *= correction;
-                    }
-                }
+            for (int m = 0; m < M; ++m) online_softmax_step(s[m], o[m], row_max[m], row_sum[m], scale_log2);
 #pragma unroll
             for (int kk = 0; kk < kKeySteps; ++kk) {
                 uint32_t a[M][4];

@@ -179,23 +179,9 @@ attention_backward_wgmma_kernel(float* dq_sum, bf16* dk, bf16* dv, const bf16* d
         wgmma::fence_accumulators(s);
         wgmma::fence_accumulators(dp);
 
-        // Rows are keys, columns queries: P^T into s, dS^T into dp. A tile whose queries all
-        // follow the warp's keys (and hold no padding or segment boundary) needs no mask.
-        const bool unmasked = segment_row == nullptr && t0 >= warp_key0 + kMmaM - 1 && t0 + QueryRows <= seq &&
-                              warp_key0 + kMmaM <= seq;
-#pragma unroll
-        for (int nt = 0; nt < kQueryTiles; ++nt)
-#pragma unroll
-            for (int e = 0; e < 4; ++e) {
-                const int column = nt * kMmaN + fragment_column(e);
-                const int t = t0 + column;
-                const int r = e >> 1;
-                const bool visible = unmasked || (key_s[r] <= t && t < seq && key_s[r] < seq &&
-                                                  query_segment[stage][column] == key_segment[r]);
-                const float p = visible ? exp2f(fmaf(s[nt][e], scale_log2, -query_lse[stage][column])) : 0.0f;
-                s[nt][e] = p;
-                dp[nt][e] = p * (dp[nt][e] - query_delta[stage][column]);
-            }
+        // Rows are keys, columns queries: P^T into s, dS^T into dp.
+        probabilities_and_score_gradients(s, dp, warp_key0, t0, seq, segment_row != nullptr, key_s, key_segment,
+                                          query_segment[stage], query_lse[stage], query_delta[stage], scale_log2);
         uint32_t a_p[kQuerySteps][4], a_ds[kQuerySteps][4];
 #pragma unroll
         for (int kk = 0; kk < kQuerySteps; ++kk) {

@@ -120,45 +120,9 @@ attention_forward_wgmma_kernel(bf16* out, float* lse, const bf16* q, const bf16*
             wgmma::wait<0>();
             wgmma::fence_accumulators(s);
             // Keys past the warp's first row, or a packed row: mask per element.
-            if (segment_row != nullptr || k0 + kKeys - 1 > warp_row0) {
-#pragma unroll
-                for (int nt = 0; nt < kKeyTiles; ++nt)
-#pragma unroll
-                    for (int e = 0; e < 4; ++e) {
-                        const int column = nt * kMmaN + fragment_column(e);
-                        const int t = row_of(e >> 1);
-                        const bool visible =
-                            k0 + column <= t && t < seq && key_segment[stage][column] == row_segment[e >> 1];
-                        if (!visible) s[nt][e] = -INFINITY;
-                    }
-            }
-#pragma unroll
-            for (int r = 0; r < 2; ++r) {
-                float tile_max = -INFINITY;
-#pragma unroll
-                for (int nt = 0; nt < kKeyTiles; ++nt) tile_max = fmaxf(tile_max, fmaxf(s[nt][2 * r], s[nt][2 * r + 1]));
-                tile_max = group_max<4>(tile_max);
-                const float new_max = fmaxf(row_max[r], tile_max);
-                // Nothing visible yet: every p is exp2(-inf) = 0 against base 0.
-                const float base = new_max == -INFINITY ? 0.0f : new_max * scale_log2;
-                const float correction = exp2f(row_max[r] * scale_log2 - base);
-                float tile_sum = 0.0f;
-#pragma unroll
-                for (int nt = 0; nt < kKeyTiles; ++nt)
-#pragma unroll
-                    for (int c = 0; c < 2; ++c) {
-                        const float p = exp2f(fmaf(s[nt][2 * r + c], scale_log2, -base));
-                        s[nt][2 * r + c] = p;
-                        tile_sum += p;
-                    }
-                row_sum[r] = row_sum[r] * correction + group_sum<4>(tile_sum);
-                row_max[r] = new_max;
-#pragma unroll
-                for (int dn = 0; dn < kDTiles; ++dn) {
-                    o[dn][2 * r] *= correction;
-                    o[dn][2 * r + 1] *= correction;
-                }
-            }
+            if (segment_row != nullptr || k0 + kKeys - 1 > warp_row0)
+                mask_scores(s, k0, row_of(0), seq, key_segment[stage], row_segment);
+            online_softmax_step(s, o, row_max, row_sum, scale_log2);
             uint32_t p[kKeySteps][4];
 #pragma unroll
             for (int kk = 0; kk < kKeySteps; ++kk) accumulators_as_a(p[kk], s[2 * kk], s[2 * kk + 1]);
