@@ -3,14 +3,12 @@
 // time in registers and shared memory, never as a T x T matrix.
 //
 // Two implementations:
-//   bf16 on the tensor cores (aligned rows): on Hopper (an sm_90a build on a 9.x device) the
-//             forward runs on warpgroup products (attention_wgmma_forward.cuh, on wgmma.cuh);
-//             otherwise, and for the backward, attention_mma_forward.cuh and
-//             attention_mma_backward.cuh on the mma.sync blocks of attention_mma.cuh.
-//             attention_wgmma_backward.cuh is a checked alternative backward, not the default
-//             (measured no faster; tensor_core_kernels says which runs). The backward is one
-//             pass over (key tile, query tile) pairs that adds dQ into an f32 buffer with
-//             atomics: dq is not bit-reproducible from run to run (dk, dv are).
+//   bf16 on the tensor cores (aligned rows): on Hopper (an sm_90a build on a 9.x device)
+//             warpgroup products, attention_wgmma_forward.cuh and attention_wgmma_backward.cuh
+//             on wgmma.cuh; elsewhere attention_mma_forward.cuh and attention_mma_backward.cuh
+//             on the mma.sync blocks of attention_mma.cuh (tensor_core_kernels says which).
+//             The backward is one pass over (key tile, query tile) pairs that adds dQ into an
+//             f32 buffer with atomics: dq is not bit-reproducible from run to run (dk, dv are).
 //   f32 FMA   (f32 tensors, and bf16 rows not aligned to 16 bytes): the tiled kernels below,
 //             deterministic:
 //   forward   a block owns kQueryTile query rows of one head and streams key/value tiles of
@@ -505,20 +503,17 @@ bool aligned16(const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 =
 
 std::atomic<int> g_kernel_variant{0};
 
-enum class TensorCoreKernels { mma_sync, wgmma_forward, wgmma };
+enum class TensorCoreKernels { mma_sync, wgmma };
 
-// Which tensor-core kernels run. The wgmma ones need an sm_90a build (AXL_CUDA_SM90A, set by
-// cmake/cuda.cmake) and a 9.x device. By default the forward takes wgmma and the backward
-// mma.sync: the wgmma backward (attention_wgmma_backward.cuh) is correct but measured no faster
-// (kernels/README.md), so it runs only when a check asks for it.
+// Which tensor-core kernels run: wgmma needs an sm_90a build (AXL_CUDA_SM90A, set by
+// cmake/cuda.cmake) and a 9.x device; variant 1 (set by the kernel checks) forces mma.sync.
 TensorCoreKernels tensor_core_kernels() {
-    const int variant = g_kernel_variant.load(std::memory_order_relaxed);
-    if (variant == 1) return TensorCoreKernels::mma_sync;
+    if (g_kernel_variant.load(std::memory_order_relaxed) == 1) return TensorCoreKernels::mma_sync;
 #if defined(AXL_CUDA_SM90A)
     int device = 0, major = 0;
     AXL_CUDA_CHECK(cudaGetDevice(&device));
     AXL_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
-    if (major == 9) return variant == 2 ? TensorCoreKernels::wgmma : TensorCoreKernels::wgmma_forward;
+    if (major == 9) return TensorCoreKernels::wgmma;
 #endif
     return TensorCoreKernels::mma_sync;
 }
@@ -628,11 +623,10 @@ void launch_backward_tensor_cores(bf16* dq, bf16* dk, bf16* dv, const bf16* dout
     const int64_t dq_elements = batch * layout.seq * layout.heads * D;
     AXL_CUDA_CHECK(cudaMemsetAsync(dq_sum, 0, sizeof(float) * dq_elements, stream));
     if (tensor_core_kernels() == TensorCoreKernels::wgmma) {
-        // d64: one warpgroup a block, two blocks per SM, dQ by atomics; d128: two warpgroups,
-        // dQ by bulk adds (the faster of each in the measurements of kernels/README.md).
-        using Tiles = std::conditional_t<D == 64, WgmmaBackwardTiles<64, 1, false, 2>, WgmmaBackwardTiles<128, 2, true, 1>>;
-        launch_backward_wgmma<D, Tiles>(dq_sum, dk, dv, dout, q, k, v, lse, delta, segment, batch, layout, scale,
-                                        stream);
+        // Two warpgroups (128 keys) a block, one block per SM (kernels/README.md has the
+        // measurements behind it).
+        launch_backward_wgmma<D, WgmmaBackwardTiles<D, 2, 1>>(dq_sum, dk, dv, dout, q, k, v, lse, delta, segment, batch,
+                                                              layout, scale, stream);
     } else {
         // 32-query tiles; three blocks per SM at d64, two at d128 (BackwardTiles says why).
         launch_backward_mma_tiles<D, BackwardTiles<D, 32, D == 64 ? 3 : 2>>(dq_sum, dk, dv, dout, q, k, v, lse, delta,

@@ -9,10 +9,13 @@
 //   P^T = exp2(S^T scale log2e - lse log2e), dS^T = P^T (dP^T - delta)
 //   dV += P^T dO, dK += dS^T Q   P^T, dS^T from registers (rounded to bf16); dO, Q mn-major
 //   dQ  = dS K                   over the warpgroup's 64 keys: dS^T goes through shared
-//                                memory (read mn-major as A), K mn-major; the 64 x D f32
-//                                result is staged in shared memory and added to the f32 sum
-//                                a row at a time by the bulk copy engine (cp.reduce.async.bulk):
-//                                per-element atomics were the kernel's bound
+//                                memory (read mn-major as A), K mn-major; each warpgroup's
+//                                64 x D f32 result is staged in shared memory, and the block
+//                                sums them and adds the sum to the f32 dQ in global memory
+//                                with 4-float atomics
+// The adds into global dQ bound this kernel as much as its products: per-element atomics of
+// each warpgroup's own sum, or bulk row adds by the copy engine (cp.reduce.async.bulk), ran
+// 4-20% slower than the block's one sum (kernels/README.md).
 // A warpgroup skips a query tile that ends before its first key. Private to
 // kernels/attention.cu.
 #pragma once
@@ -23,24 +26,23 @@
 
 namespace axl::cuda::attention_detail {
 
-// BulkDq: dQ added a row at a time by the bulk copy engine (else by per-element f32 atomics).
-// MinBlocks: blocks per SM, which caps a thread's registers (65536 / (MinBlocks * kThreads)).
-template <int D, int Warpgroups, bool BulkDq, int MinBlocks>
+// Warpgroups: 64 keys each (the block's key tile). MinBlocks: blocks per SM, which caps a
+// thread's registers (65536 / (MinBlocks * kThreads)).
+template <int D, int Warpgroups, int MinBlocks>
 struct WgmmaBackwardTiles {
     static constexpr int kMinBlocks = MinBlocks;
-    static constexpr bool kBulkDq = BulkDq;
     static constexpr int kWarpgroups = Warpgroups;
     static constexpr int kThreads = Warpgroups * wgmma::kWarpgroupThreads;
     static constexpr int kKeys = Warpgroups * wgmma::kM;  // keys a block owns
     static constexpr int kQueryRows = 64;                 // queries per streamed tile
     static constexpr int kStages = 2;  // one tile computed while the next one loads
-    // dQ rows staged for the bulk adds: D floats padded by 4 (16 bytes; spreads the banks).
+    // dQ rows staged in shared memory: D floats padded by 4 (16 bytes; spreads the banks).
     static constexpr int kDqStride = D + 4;
     // K, V; per stage Q and dO; dS^T of each warpgroup ([64 keys][64 queries]); dQ staging of
     // each warpgroup ([64 queries][kDqStride] f32); alignment slack.
     static constexpr size_t kSharedBytes =
         sizeof(bf16) * (2 * kKeys * D + kStages * 2 * kQueryRows * D + Warpgroups * wgmma::kM * kQueryRows) +
-        (BulkDq ? sizeof(float) * Warpgroups * kQueryRows * kDqStride : 0) + wgmma::kAtomBytes;
+        sizeof(float) * Warpgroups * kQueryRows * kDqStride + wgmma::kAtomBytes;
 };
 
 template <int D, typename Tiles>
@@ -79,7 +81,6 @@ attention_backward_wgmma_kernel(float* dq_sum, bf16* dk, bf16* dv, const bf16* d
     // This warpgroup's dQ staging: [QueryRows][kDqStride] f32.
     float* dq_stage = reinterpret_cast<float*>(streams + kStages * 2 * kStreamElements + Tiles::kWarpgroups * kDsElements) +
                       warpgroup * QueryRows * Tiles::kDqStride;
-    const int thread_in_group = threadIdx.x % wgmma::kWarpgroupThreads;
     const int s0 = blockIdx.x * kKeys;  // early key tiles see the most queries: they start first
     const int kv = blockIdx.y;
     const int b = blockIdx.z;
@@ -156,102 +157,109 @@ attention_backward_wgmma_kernel(float* dq_sum, bf16* dk, bf16* dv, const bf16* d
         const int t0 = s0 + (step % query_tiles) * QueryRows;
         // Queries that all precede this warpgroup's keys see none of them (uniform in the
         // warpgroup, as its products require).
-        if (t0 + QueryRows <= group_key0) continue;
-        const bf16* q_tile = streams + stage * 2 * kStreamElements;
-        const bf16* dout_tile = q_tile + kStreamElements;
+        if (t0 + QueryRows > group_key0) {
+            const bf16* q_tile = streams + stage * 2 * kStreamElements;
+            const bf16* dout_tile = q_tile + kStreamElements;
 
-        float s[kQueryTiles][4], dp[kQueryTiles][4];
-        wgmma::fence_operands();
-#pragma unroll
-        for (int kd = 0; kd < kDSteps; ++kd) {
-            const uint64_t q_operand = wgmma::k_major(q_tile, QueryRows, 0, kd);
-            if constexpr (kKeyFragments) wgmma::mma_rs_k_major(s, k_fragment[kd], q_operand, kd > 0);
-            else wgmma::mma_ss_k_major(s, wgmma::k_major(k_tile, kKeys, warpgroup * wgmma::kM, kd), q_operand, kd > 0);
-        }
-#pragma unroll
-        for (int kd = 0; kd < kDSteps; ++kd) {
-            const uint64_t dout_operand = wgmma::k_major(dout_tile, QueryRows, 0, kd);
-            if constexpr (kKeyFragments) wgmma::mma_rs_k_major(dp, v_fragment[kd], dout_operand, kd > 0);
-            else wgmma::mma_ss_k_major(dp, wgmma::k_major(v_tile, kKeys, warpgroup * wgmma::kM, kd), dout_operand, kd > 0);
-        }
-        wgmma::commit();
-        wgmma::wait<0>();
-        wgmma::fence_accumulators(s);
-        wgmma::fence_accumulators(dp);
-
-        // Rows are keys, columns queries: P^T into s, dS^T into dp.
-        probabilities_and_score_gradients(s, dp, warp_key0, t0, seq, segment_row != nullptr, key_s, key_segment,
-                                          query_segment[stage], query_lse[stage], query_delta[stage], scale_log2);
-        uint32_t a_p[kQuerySteps][4], a_ds[kQuerySteps][4];
-#pragma unroll
-        for (int kk = 0; kk < kQuerySteps; ++kk) {
-            accumulators_as_a(a_p[kk], s[2 * kk], s[2 * kk + 1]);
-            accumulators_as_a(a_ds[kk], dp[2 * kk], dp[2 * kk + 1]);
-            // dS^T rounded as the products see it, for dQ = dS K below.
-            const int row = warp * kMmaM + quad;
-            const int column = kk * wgmma::kK + 2 * in_quad;
-            *reinterpret_cast<uint32_t*>(ds_tile + wgmma::tile_offset(wgmma::kM, row, column)) = a_ds[kk][0];
-            *reinterpret_cast<uint32_t*>(ds_tile + wgmma::tile_offset(wgmma::kM, row + 8, column)) = a_ds[kk][1];
-            *reinterpret_cast<uint32_t*>(ds_tile + wgmma::tile_offset(wgmma::kM, row, column + 8)) = a_ds[kk][2];
-            *reinterpret_cast<uint32_t*>(ds_tile + wgmma::tile_offset(wgmma::kM, row + 8, column + 8)) = a_ds[kk][3];
-        }
-        wgmma::fence_shared_writes();
-        wgmma::fence_accumulators(dv_acc);
-        wgmma::fence_accumulators(dk_acc);
-        wgmma::fence_operands();
-#pragma unroll
-        for (int kk = 0; kk < kQuerySteps; ++kk)
-            wgmma::mma_rs_mn_major(dv_acc, a_p[kk], wgmma::mn_major(dout_tile, QueryRows, kk * wgmma::kK, 0), 1);
-#pragma unroll
-        for (int kk = 0; kk < kQuerySteps; ++kk)
-            wgmma::mma_rs_mn_major(dk_acc, a_ds[kk], wgmma::mn_major(q_tile, QueryRows, kk * wgmma::kK, 0), 1);
-        wgmma::commit();
-        // The previous tile's bulk adds have read dq_stage, and the warpgroup's dS^T is in
-        // shared memory.
-        if (thread_in_group < QueryRows) wgmma::bulk_wait_read();
-        wgmma::warpgroup_barrier(warpgroup);
-
-        // dQ rows t0.. (this warp's 16), 64 columns at a time: the sum over this warpgroup's keys.
-#pragma unroll
-        for (int half = 0; half < D / wgmma::kPanelColumns; ++half) {
-            float dq_acc[kHalfTiles][4];
+            float s[kQueryTiles][4], dp[kQueryTiles][4];
             wgmma::fence_operands();
 #pragma unroll
-            for (int kk = 0; kk < kKeySteps; ++kk)
-                wgmma::mma_ss_mn_major(dq_acc, wgmma::mn_major(ds_tile, wgmma::kM, kk * wgmma::kK, 0),
-                                       wgmma::mn_major(k_tile, kKeys, warpgroup * wgmma::kM + kk * wgmma::kK,
-                                                       half * wgmma::kPanelColumns),
-                                       kk > 0);
+            for (int kd = 0; kd < kDSteps; ++kd) {
+                const uint64_t q_operand = wgmma::k_major(q_tile, QueryRows, 0, kd);
+                if constexpr (kKeyFragments) wgmma::mma_rs_k_major(s, k_fragment[kd], q_operand, kd > 0);
+                else wgmma::mma_ss_k_major(s, wgmma::k_major(k_tile, kKeys, warpgroup * wgmma::kM, kd), q_operand, kd > 0);
+            }
+#pragma unroll
+            for (int kd = 0; kd < kDSteps; ++kd) {
+                const uint64_t dout_operand = wgmma::k_major(dout_tile, QueryRows, 0, kd);
+                if constexpr (kKeyFragments) wgmma::mma_rs_k_major(dp, v_fragment[kd], dout_operand, kd > 0);
+                else wgmma::mma_ss_k_major(dp, wgmma::k_major(v_tile, kKeys, warpgroup * wgmma::kM, kd), dout_operand, kd > 0);
+            }
             wgmma::commit();
             wgmma::wait<0>();
-            wgmma::fence_accumulators(dq_acc);
+            wgmma::fence_accumulators(s);
+            wgmma::fence_accumulators(dp);
+
+            // Rows are keys, columns queries: P^T into s, dS^T into dp.
+            probabilities_and_score_gradients(s, dp, warp_key0, t0, seq, segment_row != nullptr, key_s, key_segment,
+                                              query_segment[stage], query_lse[stage], query_delta[stage], scale_log2);
+            uint32_t a_p[kQuerySteps][4], a_ds[kQuerySteps][4];
 #pragma unroll
-            for (int r = 0; r < 2; ++r) {
-                const int row = warp * kMmaM + quad + 8 * r;
-                float* stage_row = dq_stage + row * Tiles::kDqStride + half * wgmma::kPanelColumns + 2 * in_quad;
-                float* dq_row = dq_sum + layout.q_head(b, h) + int64_t{t0 + row} * layout.q_stride() +
-                                half * wgmma::kPanelColumns + 2 * in_quad;
+            for (int kk = 0; kk < kQuerySteps; ++kk) {
+                accumulators_as_a(a_p[kk], s[2 * kk], s[2 * kk + 1]);
+                accumulators_as_a(a_ds[kk], dp[2 * kk], dp[2 * kk + 1]);
+                // dS^T rounded as the products see it, for dQ = dS K below.
+                const int row = warp * kMmaM + quad;
+                const int column = kk * wgmma::kK + 2 * in_quad;
+                *reinterpret_cast<uint32_t*>(ds_tile + wgmma::tile_offset(wgmma::kM, row, column)) = a_ds[kk][0];
+                *reinterpret_cast<uint32_t*>(ds_tile + wgmma::tile_offset(wgmma::kM, row + 8, column)) = a_ds[kk][1];
+                *reinterpret_cast<uint32_t*>(ds_tile + wgmma::tile_offset(wgmma::kM, row, column + 8)) = a_ds[kk][2];
+                *reinterpret_cast<uint32_t*>(ds_tile + wgmma::tile_offset(wgmma::kM, row + 8, column + 8)) = a_ds[kk][3];
+            }
+            wgmma::fence_shared_writes();
+            wgmma::fence_accumulators(dv_acc);
+            wgmma::fence_accumulators(dk_acc);
+            wgmma::fence_operands();
 #pragma unroll
-                for (int dn = 0; dn < kHalfTiles; ++dn) {
-                    if constexpr (Tiles::kBulkDq)
+            for (int kk = 0; kk < kQuerySteps; ++kk)
+                wgmma::mma_rs_mn_major(dv_acc, a_p[kk], wgmma::mn_major(dout_tile, QueryRows, kk * wgmma::kK, 0), 1);
+#pragma unroll
+            for (int kk = 0; kk < kQuerySteps; ++kk)
+                wgmma::mma_rs_mn_major(dk_acc, a_ds[kk], wgmma::mn_major(q_tile, QueryRows, kk * wgmma::kK, 0), 1);
+            wgmma::commit();
+            wgmma::warpgroup_barrier(warpgroup);  // the warpgroup's dS^T is in shared memory
+
+            // dQ rows t0.. (this warp's 16), 64 columns at a time: the sum over this warpgroup's
+            // keys, staged in shared memory.
+#pragma unroll
+            for (int half = 0; half < D / wgmma::kPanelColumns; ++half) {
+                float dq_acc[kHalfTiles][4];
+                wgmma::fence_operands();
+#pragma unroll
+                for (int kk = 0; kk < kKeySteps; ++kk)
+                    wgmma::mma_ss_mn_major(dq_acc, wgmma::mn_major(ds_tile, wgmma::kM, kk * wgmma::kK, 0),
+                                           wgmma::mn_major(k_tile, kKeys, warpgroup * wgmma::kM + kk * wgmma::kK,
+                                                           half * wgmma::kPanelColumns),
+                                           kk > 0);
+                wgmma::commit();
+                wgmma::wait<0>();
+                wgmma::fence_accumulators(dq_acc);
+#pragma unroll
+                for (int r = 0; r < 2; ++r) {
+                    float* stage_row = dq_stage + (warp * kMmaM + quad + 8 * r) * Tiles::kDqStride +
+                                       half * wgmma::kPanelColumns + 2 * in_quad;
+#pragma unroll
+                    for (int dn = 0; dn < kHalfTiles; ++dn)
                         *reinterpret_cast<float2*>(stage_row + dn * kMmaN) =
                             make_float2(dq_acc[dn][2 * r], dq_acc[dn][2 * r + 1]);
-                    else if (t0 + row < seq)
-                        add_pair_f32(dq_row + dn * kMmaN, dq_acc[dn][2 * r], dq_acc[dn][2 * r + 1]);
                 }
             }
         }
-        if constexpr (Tiles::kBulkDq) {
-            wgmma::fence_shared_writes();
-            wgmma::warpgroup_barrier(warpgroup);
-            if (thread_in_group < QueryRows && t0 + thread_in_group < seq) {
-                wgmma::bulk_add_f32(dq_sum + layout.q_head(b, h) + int64_t{t0 + thread_in_group} * layout.q_stride(),
-                                    dq_stage + thread_in_group * Tiles::kDqStride, D * static_cast<int>(sizeof(float)));
-                wgmma::bulk_commit();
+        // Every warpgroup's dQ is staged (a warpgroup that skipped the tile staged none):
+        // sum them a 4-float column chunk at a time and add each sum once.
+        __syncthreads();
+        float* dq_stage_block = dq_stage - warpgroup * QueryRows * Tiles::kDqStride;
+        constexpr int kChunksPerRow = D / 4;
+        for (int j = threadIdx.x; j < QueryRows * kChunksPerRow; j += kThreads) {
+            const int row = j / kChunksPerRow;
+            const int column = (j % kChunksPerRow) * 4;
+            if (t0 + row >= seq) continue;
+            float4 sum = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+#pragma unroll
+            for (int w = 0; w < Tiles::kWarpgroups; ++w) {
+                if (t0 + QueryRows <= s0 + w * wgmma::kM) continue;
+                const float4 part =
+                    *reinterpret_cast<const float4*>(dq_stage_block + (w * QueryRows + row) * Tiles::kDqStride + column);
+                sum.x += part.x;
+                sum.y += part.y;
+                sum.z += part.z;
+                sum.w += part.w;
             }
+            atomicAdd(reinterpret_cast<float4*>(dq_sum + layout.q_head(b, h) + int64_t{t0 + row} * layout.q_stride() +
+                                                column),
+                      sum);
         }
     }
-    if (thread_in_group < QueryRows) wgmma::bulk_wait();
     wgmma::wait<0>();
     wgmma::fence_accumulators(dv_acc);
     wgmma::fence_accumulators(dk_acc);

@@ -129,20 +129,6 @@ __device__ __forceinline__ void fence_accumulators(float (&d)[N][4]) {
         for (int e = 0; e < 4; ++e) asm volatile("" : "+f"(d[i][e])::"memory");
 }
 
-// dst[0..bytes) += src[0..bytes) in f32, by the bulk copy engine (one instruction for a whole
-// row; the adds happen in L2, as atomics, but a 16-byte sector at a time). Both 16-byte
-// aligned, bytes a multiple of 16. src must stay unchanged until bulk_wait_read.
-__device__ __forceinline__ void bulk_add_f32(float* dst, const float* src, int bytes) {
-    asm volatile("cp.reduce.async.bulk.global.shared::cta.bulk_group.add.f32 [%0], [%1], %2;\n" ::"l"(dst),
-                 "r"(shared_address(src)), "r"(bytes)
-                 : "memory");
-}
-__device__ __forceinline__ void bulk_commit() { asm volatile("cp.async.bulk.commit_group;\n" ::: "memory"); }
-// Until this thread's bulk operations have read their shared source.
-__device__ __forceinline__ void bulk_wait_read() { asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory"); }
-// Until this thread's bulk operations are complete (their writes done).
-__device__ __forceinline__ void bulk_wait() { asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory"); }
-
 // A barrier of one warpgroup's 128 threads (named barrier 1 + warpgroup; 0 is __syncthreads).
 __device__ __forceinline__ void warpgroup_barrier(int warpgroup) {
     asm volatile("bar.sync %0, %1;\n" ::"r"(1 + warpgroup), "n"(kWarpgroupThreads) : "memory");

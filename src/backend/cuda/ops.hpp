@@ -104,10 +104,10 @@ void attention_forward(bf16* out, float* lse, const bf16* q, const bf16* k, cons
 // last bits vary from run to run; dk, dv, and every output of the f32 path (a dq pass and a
 // dk/dv pass, as the CPU twin) have one writer per row and are deterministic.
 size_t attention_backward_scratch_floats(int64_t batch, int64_t seq, int64_t heads);
-// Which tensor-core kernels bf16 attention takes. 0 (the default): on Hopper with an sm_90a
-// build, the warpgroup (wgmma) forward and the mma.sync backward; elsewhere mma.sync for both.
-// 1: mma.sync for both. 2: wgmma for both (on Hopper). The kernel checks set it to compare every
-// kernel with the CPU; a process-wide setting for tests, not for concurrent steps.
+// Which tensor-core kernels bf16 attention takes. 0 (the default): Hopper's warpgroup products
+// (wgmma) with an sm_90a build on a 9.x device, else mma.sync. 1: mma.sync. The kernel checks
+// set it to compare both with the CPU; a process-wide setting for tests, not for concurrent
+// steps.
 void set_attention_kernel_variant(int tensor_core_variant);
 void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* out, const float* q,
                         const float* k, const float* v, const float* lse, float* delta, const int32_t* segment,
