@@ -531,7 +531,8 @@ typedef struct axl_trainer axl_trainer;
  *  layer inputs in pinned (page-locked) host memory instead of device memory on the CUDA backend:
  *  each is copied to the host during the forward and back during the backward of the layer
  *  after it, on a second stream overlapped with the compute, so the device memory of a step no
- *  longer grows with the number of layers. Results are bit-identical to AXL_CHECKPOINT_LAYERS.
+ *  longer grows with the number of layers. Results are those of AXL_CHECKPOINT_LAYERS (the same
+ *  kernels on the same data; axl_trainer_step says how reproducible a CUDA step is).
  *  The pinned buffers (tokens x hidden_size bf16 values per layer) are allocated by the CUDA
  *  driver, not through the context's host allocator hooks, kept for the next steps and freed
  *  with the trainer; failing to get them is AXL_ERR_OUT_OF_MEMORY. On the CPU backend it
@@ -578,7 +579,10 @@ typedef struct axl_step_result {
  *  number of target tokens in the window (as if it were one large batch).
  *  A NaN/Inf loss or gradient fails with AXL_ERR_NUMERIC and discards the window's gradients
  *  (adapter and optimizer unchanged). Cancelled by the progress callback: AXL_ERR_CANCELLED,
- *  this micro-batch's gradients discarded. `result` may be NULL when the numbers are not wanted. */
+ *  this micro-batch's gradients discarded. `result` may be NULL when the numbers are not wanted.
+ *  On the CUDA backend the attention backward adds its query gradients from many thread blocks
+ *  in f32 in whatever order they finish, so the gradients of two runs over the same data can
+ *  differ in their last bits, and so can the losses of the steps after the first update. */
 AXL_API axl_status AXL_CALL axl_trainer_step(axl_trainer *trainer, const axl_batch *batch,
                                              axl_step_result *result);
 
