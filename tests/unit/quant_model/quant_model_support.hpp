@@ -17,6 +17,7 @@
 #include "model/model.hpp"
 #include "train/batch.hpp"
 #include "train/decoder_pass.hpp"
+#include "unit/expect_error.hpp"
 #include "unit/lora/tiny_model.hpp"
 
 namespace axl::quant_model_test {
@@ -72,17 +73,6 @@ inline std::vector<float> logits_of(const Model& model, const LoraAdapter* adapt
     return logits;
 }
 
-// Runs `body` and checks it throws Error with `code` and a message containing `fragment`.
-template <typename Body>
-void expect_error(Body&& body, axl_status code, const std::string& fragment) {
-    try {
-        body();
-        ADD_FAILURE() << "expected an error with code " << code << " mentioning '" << fragment << "'";
-    } catch (const Error& e) {
-        EXPECT_EQ(e.code(), code) << e.what();
-        EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos)
-            << "message '" << e.what() << "' does not mention '" << fragment << "'";
-    }
-}
+using test::expect_error;
 
 }  // namespace axl::quant_model_test
