@@ -615,9 +615,9 @@ void launch_backward_wgmma(float* dq_sum, bf16* dk, bf16* dv, const bf16* dout, 
 }
 
 template <int D>
-void launch_backward_tensor_cores(bf16* dq, bf16* dk, bf16* dv, const bf16* dout, const bf16* q, const bf16* k, const bf16* v,
-                         const float* lse, float* scratch, const int32_t* segment, int64_t batch,
-                         const HeadLayout& layout, float scale, cudaStream_t stream) {
+void launch_backward_tensor_cores(bf16* dq, bf16* dk, bf16* dv, const bf16* dout, const bf16* q, const bf16* k,
+                                  const bf16* v, const float* lse, float* scratch, const int32_t* segment,
+                                  int64_t batch, const HeadLayout& layout, float scale, cudaStream_t stream) {
     const float* delta = scratch;
     float* dq_sum = scratch + delta_floats(batch, layout.seq, layout.heads);
     const int64_t dq_elements = batch * layout.seq * layout.heads * D;
@@ -650,9 +650,11 @@ void launch_attention_backward(T* dq, T* dk, T* dv, const T* dout, const T* out,
         if (aligned16(q) && aligned16(k) && aligned16(v) && aligned16(dout) && aligned16(dq) && aligned16(dk) &&
             aligned16(dv) && aligned16(delta)) {
             if (head_dim == 64)
-                launch_backward_tensor_cores<64>(dq, dk, dv, dout, q, k, v, lse, delta, segment, batch, layout, scale, stream);
+                launch_backward_tensor_cores<64>(dq, dk, dv, dout, q, k, v, lse, delta, segment, batch, layout,
+                                                  scale, stream);
             else
-                launch_backward_tensor_cores<128>(dq, dk, dv, dout, q, k, v, lse, delta, segment, batch, layout, scale, stream);
+                launch_backward_tensor_cores<128>(dq, dk, dv, dout, q, k, v, lse, delta, segment, batch, layout,
+                                                  scale, stream);
             return;
         }
     }

@@ -76,11 +76,12 @@ attention_backward_wgmma_kernel(float* dq_sum, bf16* dk, bf16* dv, const bf16* d
     const int warp = (threadIdx.x / kWarpSize) % 4;  // in the warpgroup
     const int quad = lane_id() / 4;
     const int in_quad = lane_id() % 4;
-    // This warpgroup's dS^T: [64 keys][QueryRows queries], swizzled.
-    bf16* ds_tile = streams + kStages * 2 * kStreamElements + warpgroup * kDsElements;
-    // This warpgroup's dQ staging: [QueryRows][kDqStride] f32.
-    float* dq_stage = reinterpret_cast<float*>(streams + kStages * 2 * kStreamElements + Tiles::kWarpgroups * kDsElements) +
-                      warpgroup * QueryRows * Tiles::kDqStride;
+    bf16* ds_tiles = streams + kStages * 2 * kStreamElements;  // per warpgroup: dS^T
+    // The dQ staging of every warpgroup: [kWarpgroups][QueryRows][kDqStride] f32.
+    float* dq_stages = reinterpret_cast<float*>(ds_tiles + Tiles::kWarpgroups * kDsElements);
+    // This warpgroup's dS^T ([64 keys][QueryRows queries], swizzled) and dQ staging.
+    bf16* ds_tile = ds_tiles + warpgroup * kDsElements;
+    float* dq_stage = dq_stages + warpgroup * QueryRows * Tiles::kDqStride;
     const int s0 = blockIdx.x * kKeys;  // early key tiles see the most queries: they start first
     const int kv = blockIdx.y;
     const int b = blockIdx.z;
@@ -167,13 +168,15 @@ attention_backward_wgmma_kernel(float* dq_sum, bf16* dk, bf16* dv, const bf16* d
             for (int kd = 0; kd < kDSteps; ++kd) {
                 const uint64_t q_operand = wgmma::k_major(q_tile, QueryRows, 0, kd);
                 if constexpr (kKeyFragments) wgmma::mma_rs_k_major(s, k_fragment[kd], q_operand, kd > 0);
-                else wgmma::mma_ss_k_major(s, wgmma::k_major(k_tile, kKeys, warpgroup * wgmma::kM, kd), q_operand, kd > 0);
+                else wgmma::mma_ss_k_major(s, wgmma::k_major(k_tile, kKeys, warpgroup * wgmma::kM, kd), q_operand,
+                                           kd > 0);
             }
 #pragma unroll
             for (int kd = 0; kd < kDSteps; ++kd) {
                 const uint64_t dout_operand = wgmma::k_major(dout_tile, QueryRows, 0, kd);
                 if constexpr (kKeyFragments) wgmma::mma_rs_k_major(dp, v_fragment[kd], dout_operand, kd > 0);
-                else wgmma::mma_ss_k_major(dp, wgmma::k_major(v_tile, kKeys, warpgroup * wgmma::kM, kd), dout_operand, kd > 0);
+                else wgmma::mma_ss_k_major(dp, wgmma::k_major(v_tile, kKeys, warpgroup * wgmma::kM, kd),
+                                           dout_operand, kd > 0);
             }
             wgmma::commit();
             wgmma::wait<0>();
@@ -238,7 +241,6 @@ attention_backward_wgmma_kernel(float* dq_sum, bf16* dk, bf16* dv, const bf16* d
         // Every warpgroup's dQ is staged (a warpgroup that skipped the tile staged none):
         // sum them a 4-float column chunk at a time and add each sum once.
         __syncthreads();
-        float* dq_stage_block = dq_stage - warpgroup * QueryRows * Tiles::kDqStride;
         constexpr int kChunksPerRow = D / 4;
         for (int j = threadIdx.x; j < QueryRows * kChunksPerRow; j += kThreads) {
             const int row = j / kChunksPerRow;
@@ -249,7 +251,7 @@ attention_backward_wgmma_kernel(float* dq_sum, bf16* dk, bf16* dv, const bf16* d
             for (int w = 0; w < Tiles::kWarpgroups; ++w) {
                 if (t0 + QueryRows <= s0 + w * wgmma::kM) continue;
                 const float4 part =
-                    *reinterpret_cast<const float4*>(dq_stage_block + (w * QueryRows + row) * Tiles::kDqStride + column);
+                    *reinterpret_cast<const float4*>(dq_stages + (w * QueryRows + row) * Tiles::kDqStride + column);
                 sum.x += part.x;
                 sum.y += part.y;
                 sum.z += part.z;

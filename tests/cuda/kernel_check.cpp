@@ -908,13 +908,13 @@ std::vector<int32_t> random_segments(Random& random, int64_t batch, int64_t seq)
     return segment;
 }
 
-// misaligned: q starts one element into its buffer, which sends the bf16 forward to the tiled
-// f32-FMA kernel instead of the tensor cores.
 // The bf16 tensor-core kernels (axl::cuda::set_attention_kernel_variant): mma.sync, and the
 // default (on Hopper: wgmma); each is checked and timed.
 constexpr int kAttentionVariants[] = {1, 0};
 std::string attention_variant_name(int variant) { return variant == 1 ? " mma.sync" : " default"; }
 
+// misaligned: q starts one element into its buffer, which sends the bf16 forward to the tiled
+// f32-FMA kernel instead of the tensor cores. variant: as set_attention_kernel_variant.
 template <typename T>
 void check_attention(Env& env, int64_t head_dim, bool packed, bool misaligned = false, int variant = 0) {
     axl::cuda::set_attention_kernel_variant(variant);
