@@ -61,15 +61,29 @@ __device__ __forceinline__ void decode_word(uint32_t word, float scale, const fl
     }
 }
 
-// Words [0, n_words) of the packed weight from byte first_byte into out[0 .. 8 n_words). Needs
-// first_byte a multiple of 4 with packed 4-byte aligned, out 16-byte aligned, and a block size
-// 2^block_shift >= 8 (so a word's values share a block). Word w of a tile goes to thread
-// w % kDequantizeThreads: for each k, the block's threads load consecutive words and store
-// consecutive 16-byte vectors.
-template <typename T>
+// Where value e (counted from the first dequantized row) goes in an output whose rows are
+// `out_ld` apart: with out_ld == cols (Strided false) simply e; otherwise row e / cols at
+// out_ld, a 32-bit division (the launcher checks that the values fit), which costs nothing
+// next to the stores.
+template <bool Strided>
+__device__ __forceinline__ int64_t output_index(int64_t e, int64_t cols, int64_t out_ld) {
+    if constexpr (!Strided) {
+        return e;
+    } else {
+        const uint32_t row = static_cast<uint32_t>(e) / static_cast<uint32_t>(cols);
+        return int64_t{row} * out_ld + (e - int64_t{row} * cols);
+    }
+}
+
+// Words [0, n_words) of the packed weight from byte first_byte into out[0 .. 8 n_words) (rows
+// out_ld apart when Strided). Needs first_byte a multiple of 4 with packed 4-byte aligned, out
+// 16-byte aligned, a block size 2^block_shift >= 8 (so a word's values share a block, and a
+// row), and out_ld a multiple of 8. Word w of a tile goes to thread w % kDequantizeThreads: for
+// each k, the block's threads load consecutive words and store consecutive 16-byte vectors.
+template <typename T, bool Strided>
 __global__ void __launch_bounds__(kDequantizeThreads)
 dequantize_bnb_4bit_vector_kernel(T* out, const __grid_constant__ Bnb4BitWeight w, const CodeTable table,
-                                  int64_t first_byte, int64_t n_words, int block_shift) {
+                                  int64_t first_byte, int64_t n_words, int block_shift, int64_t out_ld) {
     __shared__ float codes[kCodes];
     if (threadIdx.x < kCodes) codes[threadIdx.x] = table.value[threadIdx.x];
     __syncthreads();
@@ -95,18 +109,19 @@ dequantize_bnb_4bit_vector_kernel(T* out, const __grid_constant__ Bnb4BitWeight 
             if (i < n_words) {
                 float v[kValuesPerWord];
                 decode_word(word[k], scale[k], codes, v);
-                store_values(out + i * kValuesPerWord, v);
+                store_values(out + output_index<Strided>(i * kValuesPerWord, w.cols, out_ld), v);
             }
         }
     }
 }
 
-// Bytes [first_byte, first_byte + n_bytes) of the packed weight into out[0 .. 2 n_bytes), one
-// byte a thread: any alignment, any even block size.
+// Bytes [first_byte, first_byte + n_bytes) of the packed weight into out[0 .. 2 n_bytes) (rows
+// out_ld apart), one byte a thread: any alignment, any even block size (rows are whole blocks,
+// so a byte's two values share a row).
 template <typename T>
 __global__ void __launch_bounds__(kDequantizeThreads)
 dequantize_bnb_4bit_kernel(T* out, const __grid_constant__ Bnb4BitWeight w, const CodeTable table,
-                           int64_t first_byte, int64_t n_bytes) {
+                           int64_t first_byte, int64_t n_bytes, int64_t out_ld) {
     __shared__ float codes[kCodes];
     if (threadIdx.x < kCodes) codes[threadIdx.x] = table.value[threadIdx.x];
     __syncthreads();
@@ -115,8 +130,10 @@ dequantize_bnb_4bit_kernel(T* out, const __grid_constant__ Bnb4BitWeight w, cons
         const uint8_t byte = w.packed[byte_index];
         // block_size is even, so both elements of a byte share a block.
         const float scale = block_absmax(w, (2 * byte_index) / w.block_size);
-        out[2 * i] = from_float<T>(__fmul_rn(codes[byte >> 4], scale));
-        out[2 * i + 1] = from_float<T>(__fmul_rn(codes[byte & 0x0f], scale));
+        const int64_t row = (2 * i) / w.cols;
+        T* at = out + row * out_ld + (2 * i - row * w.cols);
+        at[0] = from_float<T>(__fmul_rn(codes[byte >> 4], scale));
+        at[1] = from_float<T>(__fmul_rn(codes[byte & 0x0f], scale));
     }
 }
 
@@ -129,7 +146,7 @@ int power_of_two_shift(int64_t block_size) {
 }
 
 template <typename T>
-void launch_dequantize_bnb_4bit(const Bnb4BitWeight& w, int64_t row_begin, int64_t row_end, T* out,
+void launch_dequantize_bnb_4bit(const Bnb4BitWeight& w, int64_t row_begin, int64_t row_end, T* out, int64_t out_ld,
                                 cudaStream_t stream) {
     require(w.format == QuantFormat::NF4 || w.format == QuantFormat::FP4, AXL_ERR_INTERNAL,
             "dequantize_bnb_4bit_rows: ", quant_format_name(w.format), " is not a bitsandbytes 4-bit format");
@@ -139,8 +156,11 @@ void launch_dequantize_bnb_4bit(const Bnb4BitWeight& w, int64_t row_begin, int64
             "dequantize_bnb_4bit_rows: no absmax and no double-quant statistics");
     require(0 <= row_begin && row_begin <= row_end && row_end <= w.rows, AXL_ERR_SHAPE,
             "dequantize_bnb_4bit_rows: rows [", row_begin, ", ", row_end, ") of ", w.rows);
+    require(out_ld >= w.cols, AXL_ERR_SHAPE, "dequantize_bnb_4bit_rows: output rows ", out_ld, " apart for ",
+            w.cols, " values");
     const int64_t n_bytes = (row_end - row_begin) * w.cols / 2;
     if (n_bytes == 0) return;
+    const bool strided = out_ld != w.cols;
     CodeTable table{};
     const float* cpu_table = bnb_4bit_code_table(w.format);
     for (int i = 0; i < kCodes; ++i) table.value[i] = cpu_table[i];
@@ -148,16 +168,17 @@ void launch_dequantize_bnb_4bit(const Bnb4BitWeight& w, int64_t row_begin, int64
     const int block_shift = power_of_two_shift(w.block_size);
     const bool vectorized = n_bytes % kBytesPerWord == 0 && first_byte % kBytesPerWord == 0 &&
                             block_shift >= 0 && w.block_size % kValuesPerWord == 0 && is_vector_aligned(out) &&
-                            reinterpret_cast<uintptr_t>(w.packed) % kBytesPerWord == 0;
+                            reinterpret_cast<uintptr_t>(w.packed) % kBytesPerWord == 0 &&
+                            (!strided || (out_ld % kValuesPerWord == 0 && 2 * n_bytes <= UINT32_MAX));
     if (vectorized) {
-        auto* kernel = dequantize_bnb_4bit_vector_kernel<T>;
+        auto* kernel = strided ? dequantize_bnb_4bit_vector_kernel<T, true> : dequantize_bnb_4bit_vector_kernel<T, false>;
         const int64_t n_words = n_bytes / kBytesPerWord;
         kernel<<<grid_for_resident(kernel, n_words, kWordsPerTile, kDequantizeThreads), kDequantizeThreads, 0,
-                 stream>>>(out, w, table, first_byte, n_words, block_shift);
+                 stream>>>(out, w, table, first_byte, n_words, block_shift, out_ld);
     } else {
         auto* kernel = dequantize_bnb_4bit_kernel<T>;
         kernel<<<grid_for_resident(kernel, n_bytes, kDequantizeThreads, kDequantizeThreads), kDequantizeThreads, 0,
-                 stream>>>(out, w, table, first_byte, n_bytes);
+                 stream>>>(out, w, table, first_byte, n_bytes, out_ld);
     }
     AXL_CUDA_CHECK_LAUNCH("dequantize_bnb_4bit_kernel");
 }
@@ -166,12 +187,17 @@ void launch_dequantize_bnb_4bit(const Bnb4BitWeight& w, int64_t row_begin, int64
 
 void dequantize_bnb_4bit_rows(const Bnb4BitWeight& w, int64_t row_begin, int64_t row_end, float* out,
                               cudaStream_t stream) {
-    launch_dequantize_bnb_4bit(w, row_begin, row_end, out, stream);
+    launch_dequantize_bnb_4bit(w, row_begin, row_end, out, w.cols, stream);
 }
 
 void dequantize_bnb_4bit_rows(const Bnb4BitWeight& w, int64_t row_begin, int64_t row_end, bf16* out,
                               cudaStream_t stream) {
-    launch_dequantize_bnb_4bit(w, row_begin, row_end, out, stream);
+    launch_dequantize_bnb_4bit(w, row_begin, row_end, out, w.cols, stream);
+}
+
+void dequantize_bnb_4bit_rows(const Bnb4BitWeight& w, int64_t row_begin, int64_t row_end, bf16* out, int64_t out_ld,
+                              cudaStream_t stream) {
+    launch_dequantize_bnb_4bit(w, row_begin, row_end, out, out_ld, stream);
 }
 
 }  // namespace axl::cuda

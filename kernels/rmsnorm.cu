@@ -77,15 +77,15 @@ struct RowLane {
 
 template <typename T, int Group>
 __global__ void __launch_bounds__(kBlockThreads<Group>)
-rmsnorm_forward_vector_kernel(T* out, float* rstd, const T* x, const float* weight, int64_t rows, int64_t cols,
-                              float eps) {
+rmsnorm_forward_vector_kernel(T* out, int64_t out_stride, float* rstd, const T* x, const float* weight, int64_t rows,
+                              int64_t cols, float eps) {
     constexpr int W = kVectorSize<T>;
     constexpr int kCached = kCachedVectors<Group>;
     __shared__ float scratch[kWarpSize];
     const RowLane<Group> at(rows);
     const int64_t vectors = at.live ? cols / W : 0;
     const T* x_row = x + (at.live ? at.row : 0) * cols;
-    T* out_row = out + (at.live ? at.row : 0) * cols;
+    T* out_row = out + (at.live ? at.row : 0) * out_stride;
 
     uint4 cached[kCached];
     float sum_sq = 0.0f;
@@ -141,8 +141,8 @@ rmsnorm_forward_vector_kernel(T* out, float* rstd, const T* x, const float* weig
 // residual (nullable) is added in f32 before the one rounding to T.
 template <typename T, int Group>
 __global__ void __launch_bounds__(kBlockThreads<Group>)
-rmsnorm_backward_dx_vector_kernel(T* dx, const T* dout, const T* x, const float* weight, const float* rstd,
-                                  const T* residual, int64_t rows, int64_t cols) {
+rmsnorm_backward_dx_vector_kernel(T* dx, const T* dout, int64_t dout_stride, const T* x, const float* weight,
+                                  const float* rstd, const T* residual, int64_t rows, int64_t cols) {
     constexpr int W = kVectorSize<T>;
     constexpr int kCached = kCachedVectors<Group>;
     __shared__ float scratch[kWarpSize];
@@ -150,7 +150,7 @@ rmsnorm_backward_dx_vector_kernel(T* dx, const T* dout, const T* x, const float*
     const int64_t vectors = at.live ? cols / W : 0;
     const int64_t offset = (at.live ? at.row : 0) * cols;
     const T* x_row = x + offset;
-    const T* dout_row = dout + offset;
+    const T* dout_row = dout + (at.live ? at.row : 0) * dout_stride;
     T* dx_row = dx + offset;
 
     uint4 cached_x[kCached], cached_dout[kCached];
@@ -227,11 +227,12 @@ rmsnorm_backward_dx_vector_kernel(T* dx, const T* dout, const T* x, const float*
 
 template <typename T>
 __global__ void __launch_bounds__(kRowThreads)
-rmsnorm_forward_kernel(T* out, float* rstd, const T* x, const float* weight, int64_t cols, float eps) {
+rmsnorm_forward_kernel(T* out, int64_t out_stride, float* rstd, const T* x, const float* weight, int64_t cols,
+                       float eps) {
     __shared__ float scratch[kWarpSize];
     const int64_t r = blockIdx.x;
     const T* x_row = x + r * cols;
-    T* out_row = out + r * cols;
+    T* out_row = out + r * out_stride;
     float sum_sq = 0.0f;
     for (int64_t i = threadIdx.x; i < cols; i += kRowThreads) {
         const float v = to_float(x_row[i]);
@@ -247,12 +248,12 @@ rmsnorm_forward_kernel(T* out, float* rstd, const T* x, const float* weight, int
 
 template <typename T>
 __global__ void __launch_bounds__(kRowThreads)
-rmsnorm_backward_dx_kernel(T* dx, const T* dout, const T* x, const float* weight, const float* rstd,
-                           const T* residual, int64_t cols) {
+rmsnorm_backward_dx_kernel(T* dx, const T* dout, int64_t dout_stride, const T* x, const float* weight,
+                           const float* rstd, const T* residual, int64_t cols) {
     __shared__ float scratch[kWarpSize];
     const int64_t r = blockIdx.x;
     const T* x_row = x + r * cols;
-    const T* dout_row = dout + r * cols;
+    const T* dout_row = dout + r * dout_stride;
     T* dx_row = dx + r * cols;
     const float r_std = rstd[r];
     float dot = 0.0f;
@@ -367,42 +368,49 @@ void with_row_group(int64_t vectors, Launch&& launch) {
     }
 }
 
+void check_stride(const char* op, int64_t stride, int64_t cols) {
+    require(stride >= cols, AXL_ERR_SHAPE, op, ": rows ", stride, " apart for ", cols, " columns");
+}
+
 template <typename T>
-void launch_rmsnorm_forward(T* out, float* rstd, const T* x, const float* weight, int64_t rows, int64_t cols,
-                            float eps, cudaStream_t stream) {
+void launch_rmsnorm_forward(T* out, int64_t out_stride, float* rstd, const T* x, const float* weight, int64_t rows,
+                            int64_t cols, float eps, cudaStream_t stream) {
     check_rows("rmsnorm_forward", rows, cols);
+    check_stride("rmsnorm_forward", out_stride, cols);
     if (rows == 0) return;
     constexpr int W = kVectorSize<T>;
-    if (cols % W == 0 && is_vector_aligned(out) && is_vector_aligned(x) && is_vector_aligned(weight)) {
+    if (cols % W == 0 && out_stride % W == 0 && is_vector_aligned(out) && is_vector_aligned(x) &&
+        is_vector_aligned(weight)) {
         with_row_group(cols / W, [&](auto group) {
             constexpr int G = decltype(group)::value;
-            rmsnorm_forward_vector_kernel<T, G>
-                <<<row_blocks<G>(rows), kBlockThreads<G>, 0, stream>>>(out, rstd, x, weight, rows, cols, eps);
+            rmsnorm_forward_vector_kernel<T, G><<<row_blocks<G>(rows), kBlockThreads<G>, 0, stream>>>(
+                out, out_stride, rstd, x, weight, rows, cols, eps);
         });
         AXL_CUDA_CHECK_LAUNCH("rmsnorm_forward_vector_kernel");
         return;
     }
-    rmsnorm_forward_kernel<<<static_cast<unsigned>(rows), kRowThreads, 0, stream>>>(out, rstd, x, weight, cols, eps);
+    rmsnorm_forward_kernel<<<static_cast<unsigned>(rows), kRowThreads, 0, stream>>>(out, out_stride, rstd, x, weight,
+                                                                                   cols, eps);
     AXL_CUDA_CHECK_LAUNCH("rmsnorm_forward_kernel");
 }
 
 template <typename T>
-void launch_rmsnorm_backward_dx(T* dx, const T* dout, const T* x, const float* weight, const float* rstd,
-                                const T* residual, int64_t rows, int64_t cols, cudaStream_t stream) {
+void launch_rmsnorm_backward_dx(T* dx, const T* dout, int64_t dout_stride, const T* x, const float* weight,
+                                const float* rstd, const T* residual, int64_t rows, int64_t cols,
+                                cudaStream_t stream) {
     constexpr int W = kVectorSize<T>;
-    if (cols % W == 0 && is_vector_aligned(dx) && is_vector_aligned(dout) && is_vector_aligned(x) &&
-        is_vector_aligned(weight) && is_vector_aligned(residual)) {
+    if (cols % W == 0 && dout_stride % W == 0 && is_vector_aligned(dx) && is_vector_aligned(dout) &&
+        is_vector_aligned(x) && is_vector_aligned(weight) && is_vector_aligned(residual)) {
         with_row_group(cols / W, [&](auto group) {
             constexpr int G = decltype(group)::value;
-            rmsnorm_backward_dx_vector_kernel<T, G>
-                <<<row_blocks<G>(rows), kBlockThreads<G>, 0, stream>>>(dx, dout, x, weight, rstd, residual, rows,
-                                                                      cols);
+            rmsnorm_backward_dx_vector_kernel<T, G><<<row_blocks<G>(rows), kBlockThreads<G>, 0, stream>>>(
+                dx, dout, dout_stride, x, weight, rstd, residual, rows, cols);
         });
         AXL_CUDA_CHECK_LAUNCH("rmsnorm_backward_dx_vector_kernel");
         return;
     }
-    rmsnorm_backward_dx_kernel<<<static_cast<unsigned>(rows), kRowThreads, 0, stream>>>(dx, dout, x, weight, rstd,
-                                                                                       residual, cols);
+    rmsnorm_backward_dx_kernel<<<static_cast<unsigned>(rows), kRowThreads, 0, stream>>>(
+        dx, dout, dout_stride, x, weight, rstd, residual, cols);
     AXL_CUDA_CHECK_LAUNCH("rmsnorm_backward_dx_kernel");
 }
 
@@ -411,7 +419,7 @@ void launch_rmsnorm_backward(T* dx, float* dweight, const T* dout, const T* x, c
                              const float* rstd, int64_t rows, int64_t cols, cudaStream_t stream) {
     check_rows("rmsnorm_backward", rows, cols);
     if (rows == 0) return;
-    launch_rmsnorm_backward_dx(dx, dout, x, weight, rstd, static_cast<const T*>(nullptr), rows, cols, stream);
+    launch_rmsnorm_backward_dx(dx, dout, cols, x, weight, rstd, static_cast<const T*>(nullptr), rows, cols, stream);
     if (dweight == nullptr) return;
     constexpr int W = kVectorSize<T>;
     if (cols % W == 0 && is_vector_aligned(dout) && is_vector_aligned(x)) {
@@ -427,24 +435,30 @@ void launch_rmsnorm_backward(T* dx, float* dweight, const T* dout, const T* x, c
 }
 
 template <typename T>
-void launch_rmsnorm_backward_add(T* dx, const T* dout, const T* x, const float* weight, const float* rstd,
-                                 const T* residual_grad, int64_t rows, int64_t cols, cudaStream_t stream) {
+void launch_rmsnorm_backward_add(T* dx, const T* dout, int64_t dout_stride, const T* x, const float* weight,
+                                 const float* rstd, const T* residual_grad, int64_t rows, int64_t cols,
+                                 cudaStream_t stream) {
     check_rows("rmsnorm_backward_add", rows, cols);
+    check_stride("rmsnorm_backward_add", dout_stride, cols);
     require(residual_grad == nullptr || residual_grad != dx, AXL_ERR_INTERNAL,
             "rmsnorm_backward_add: the residual gradient and dx are the same buffer");
     if (rows == 0) return;
-    launch_rmsnorm_backward_dx(dx, dout, x, weight, rstd, residual_grad, rows, cols, stream);
+    launch_rmsnorm_backward_dx(dx, dout, dout_stride, x, weight, rstd, residual_grad, rows, cols, stream);
 }
 
 }  // namespace
 
 void rmsnorm_forward(float* out, float* rstd, const float* x, const float* weight, int64_t rows, int64_t cols,
                      float eps, cudaStream_t stream) {
-    launch_rmsnorm_forward(out, rstd, x, weight, rows, cols, eps, stream);
+    launch_rmsnorm_forward(out, cols, rstd, x, weight, rows, cols, eps, stream);
 }
 void rmsnorm_forward(bf16* out, float* rstd, const bf16* x, const float* weight, int64_t rows, int64_t cols,
                      float eps, cudaStream_t stream) {
-    launch_rmsnorm_forward(out, rstd, x, weight, rows, cols, eps, stream);
+    launch_rmsnorm_forward(out, cols, rstd, x, weight, rows, cols, eps, stream);
+}
+void rmsnorm_forward_strided(bf16* out, int64_t out_stride, float* rstd, const bf16* x, const float* weight,
+                             int64_t rows, int64_t cols, float eps, cudaStream_t stream) {
+    launch_rmsnorm_forward(out, out_stride, rstd, x, weight, rows, cols, eps, stream);
 }
 void rmsnorm_backward(float* dx, float* dweight, const float* dout, const float* x, const float* weight,
                       const float* rstd, int64_t rows, int64_t cols, cudaStream_t stream) {
@@ -456,11 +470,16 @@ void rmsnorm_backward(bf16* dx, float* dweight, const bf16* dout, const bf16* x,
 }
 void rmsnorm_backward_add(float* dx, const float* dout, const float* x, const float* weight, const float* rstd,
                           const float* residual_grad, int64_t rows, int64_t cols, cudaStream_t stream) {
-    launch_rmsnorm_backward_add(dx, dout, x, weight, rstd, residual_grad, rows, cols, stream);
+    launch_rmsnorm_backward_add(dx, dout, cols, x, weight, rstd, residual_grad, rows, cols, stream);
 }
 void rmsnorm_backward_add(bf16* dx, const bf16* dout, const bf16* x, const float* weight, const float* rstd,
                           const bf16* residual_grad, int64_t rows, int64_t cols, cudaStream_t stream) {
-    launch_rmsnorm_backward_add(dx, dout, x, weight, rstd, residual_grad, rows, cols, stream);
+    launch_rmsnorm_backward_add(dx, dout, cols, x, weight, rstd, residual_grad, rows, cols, stream);
+}
+void rmsnorm_backward_add_strided(bf16* dx, const bf16* dout, int64_t dout_stride, const bf16* x,
+                                  const float* weight, const float* rstd, const bf16* residual_grad, int64_t rows,
+                                  int64_t cols, cudaStream_t stream) {
+    launch_rmsnorm_backward_add(dx, dout, dout_stride, x, weight, rstd, residual_grad, rows, cols, stream);
 }
 
 }  // namespace axl::cuda

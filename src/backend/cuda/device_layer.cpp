@@ -34,12 +34,15 @@ void device_layer_forward(const DevicePass& pass, int layer_index, const bf16* x
     s.keep_dequantized_weights = y == nullptr;
     DeviceLayerSaved* keep = saved;  // projections save for backward only when training
 
-    // Attention block.
-    s.norm1 = device_bf16(pass, n, hidden, "input norm");
+    // Attention block. A norm's rows leave room for the LoRA inputs of the projections that
+    // read it where their LoRA path folds into the base GEMMs (device_projection.hpp).
+    const int64_t qkv_fold = lora_fold_width(pass, layer_index, kSlotQ, 3);
+    s.norm1 = device_bf16(pass, n, hidden + qkv_fold, "input norm");
     s.rstd1 = device_f32(pass, n, 1, "input norm rstd");
     {
         ProfileScope timed = pass.timed("rmsnorm forward");
-        rmsnorm_forward(s.norm1.as<bf16>(), s.rstd1.as<float>(), x, layer.input_norm, n, hidden, eps, stream);
+        rmsnorm_forward_strided(s.norm1.as<bf16>(), hidden + qkv_fold, s.rstd1.as<float>(), x, layer.input_norm, n,
+                                hidden, eps, stream);
     }
 
     s.q = device_bf16(pass, n, q_width, "q");
@@ -51,7 +54,10 @@ void device_layer_forward(const DevicePass& pass, int layer_index, const bf16* x
     }
     bf16* qkv[3] = {c.qk_norm ? s.q_raw.as<bf16>() : s.q.as<bf16>(), c.qk_norm ? s.k_raw.as<bf16>() : s.k.as<bf16>(),
                     s.v.as<bf16>()};
-    project_forward(pass, layer_index, kSlotQ, 3, s.norm1.as<bf16>(), qkv, keep);
+    if (qkv_fold > 0)
+        project_forward_folded(pass, layer_index, kSlotQ, 3, s.norm1.as<bf16>(), qkv, keep);
+    else
+        project_forward(pass, layer_index, kSlotQ, 3, s.norm1.as<bf16>(), qkv, keep);
     if (c.qk_norm) {
         s.rstd_q = device_f32(pass, n * c.num_heads, 1, "q norm rstd");
         s.rstd_k = device_f32(pass, n * c.num_kv_heads, 1, "k norm rstd");
@@ -85,19 +91,23 @@ void device_layer_forward(const DevicePass& pass, int layer_index, const bf16* x
     project_forward(pass, layer_index, kSlotO, 1, s.attn.as<bf16>(), h, keep, /*residual=*/x);
 
     // MLP block.
-    s.norm2 = device_bf16(pass, n, hidden, "post-attention norm");
+    const int64_t gate_up_fold = lora_fold_width(pass, layer_index, kSlotGate, 2);
+    s.norm2 = device_bf16(pass, n, hidden + gate_up_fold, "post-attention norm");
     s.rstd2 = device_f32(pass, n, 1, "post-attention norm rstd");
     {
         ProfileScope timed = pass.timed("rmsnorm forward");
-        rmsnorm_forward(s.norm2.as<bf16>(), s.rstd2.as<float>(), s.h.as<bf16>(), layer.post_attention_norm, n,
-                        hidden, eps, stream);
+        rmsnorm_forward_strided(s.norm2.as<bf16>(), hidden + gate_up_fold, s.rstd2.as<float>(), s.h.as<bf16>(),
+                                layer.post_attention_norm, n, hidden, eps, stream);
     }
     const int64_t inter = c.intermediate_size;
     s.gate = device_bf16(pass, n, inter, "mlp gate");
     s.up = device_bf16(pass, n, inter, "mlp up");
     s.act = device_bf16(pass, n, inter, "mlp activation");
     bf16* gate_up[2] = {s.gate.as<bf16>(), s.up.as<bf16>()};
-    project_forward(pass, layer_index, kSlotGate, 2, s.norm2.as<bf16>(), gate_up, keep);
+    if (gate_up_fold > 0)
+        project_forward_folded(pass, layer_index, kSlotGate, 2, s.norm2.as<bf16>(), gate_up, keep);
+    else
+        project_forward(pass, layer_index, kSlotGate, 2, s.norm2.as<bf16>(), gate_up, keep);
     {
         ProfileScope timed = pass.timed("swiglu forward");
         swiglu_forward(s.act.as<bf16>(), s.gate.as<bf16>(), s.up.as<bf16>(), n * inter, stream);
@@ -130,17 +140,22 @@ void device_layer_backward(const DevicePass& pass, int layer_index, const bf16* 
                         n * inter, stream);
     }
     d_act = DeviceBuffer();
-    DeviceBuffer d_norm2 = device_bf16(pass, n, hidden, "post-attention norm gradient");
+    // Folded projections leave dy B in the extra columns of their input gradient's rows.
+    const int64_t gate_up_fold = lora_fold_width(pass, layer_index, kSlotGate, 2);
+    DeviceBuffer d_norm2 = device_bf16(pass, n, hidden + gate_up_fold, "post-attention norm gradient");
     const bf16* d_gate_up[2] = {d_gate.as<bf16>(), d_up.as<bf16>()};
-    project_backward(pass, layer_index, kSlotGate, 2, s, s.norm2.as<bf16>(), d_gate_up, d_norm2.as<bf16>(), false);
+    if (gate_up_fold > 0)
+        project_backward_folded(pass, layer_index, kSlotGate, 2, s, s.norm2.as<bf16>(), d_gate_up, d_norm2.as<bf16>());
+    else
+        project_backward(pass, layer_index, kSlotGate, 2, s, s.norm2.as<bf16>(), d_gate_up, d_norm2.as<bf16>(), false);
     d_gate = DeviceBuffer();
     d_up = DeviceBuffer();
     DeviceBuffer d_h = device_bf16(pass, n, hidden, "attention residual gradient");
     {
         // d_h = the gradient through the norm + dy (the residual), in one pass.
         ProfileScope timed = pass.timed("rmsnorm backward");
-        rmsnorm_backward_add(d_h.as<bf16>(), d_norm2.as<bf16>(), s.h.as<bf16>(), layer.post_attention_norm,
-                             s.rstd2.as<float>(), dy, n, hidden, stream);
+        rmsnorm_backward_add_strided(d_h.as<bf16>(), d_norm2.as<bf16>(), hidden + gate_up_fold, s.h.as<bf16>(),
+                                     layer.post_attention_norm, s.rstd2.as<float>(), dy, n, hidden, stream);
     }
 
     // Attention block: h = x + o(attn(q, k, v)).
@@ -181,13 +196,17 @@ void device_layer_backward(const DevicePass& pass, int layer_index, const bf16* 
         dq = std::move(dq_raw);
         dk = std::move(dk_raw);
     }
-    DeviceBuffer d_norm1 = device_bf16(pass, n, hidden, "input norm gradient");
+    const int64_t qkv_fold = lora_fold_width(pass, layer_index, kSlotQ, 3);
+    DeviceBuffer d_norm1 = device_bf16(pass, n, hidden + qkv_fold, "input norm gradient");
     const bf16* d_qkv[3] = {dq.as<bf16>(), dk.as<bf16>(), dv.as<bf16>()};
-    project_backward(pass, layer_index, kSlotQ, 3, s, s.norm1.as<bf16>(), d_qkv, d_norm1.as<bf16>(), false);
+    if (qkv_fold > 0)
+        project_backward_folded(pass, layer_index, kSlotQ, 3, s, s.norm1.as<bf16>(), d_qkv, d_norm1.as<bf16>());
+    else
+        project_backward(pass, layer_index, kSlotQ, 3, s, s.norm1.as<bf16>(), d_qkv, d_norm1.as<bf16>(), false);
     {
         ProfileScope timed = pass.timed("rmsnorm backward");
-        rmsnorm_backward_add(dx, d_norm1.as<bf16>(), x, layer.input_norm, s.rstd1.as<float>(), d_h.as<bf16>(), n,
-                             hidden, stream);
+        rmsnorm_backward_add_strided(dx, d_norm1.as<bf16>(), hidden + qkv_fold, x, layer.input_norm,
+                                     s.rstd1.as<float>(), d_h.as<bf16>(), n, hidden, stream);
     }
 }
 

@@ -35,7 +35,7 @@ struct DevicePass {
     const DeviceBatch& batch;
     const float* rope_cos;    // [max_pos, head_dim/2]
     const float* rope_sin;
-    bf16* weight_scratch;     // one dequantized 4-bit weight at a time (null: no packed weight)
+    bf16* weight_scratch;     // one dequantized base weight at a time, weight_scratch_elements (null: none packed)
 
     cudaStream_t stream() const { return runtime.device().stream(); }
     // Times the device work queued while the result lives as op `name` (StepProfile).

@@ -159,20 +159,24 @@ DeviceModel::DeviceModel(const Model& model, Runtime& runtime) : allocator_(runt
         layer.k_norm = upload_f32(host.k_norm, "k norm");
         const Linear* linears[kDeviceLinearSlots] = {&host.q_proj, &host.k_proj,    &host.v_proj,   &host.o_proj,
                                                      &host.gate_proj, &host.up_proj, &host.down_proj};
-        for (int slot = 0; slot < kDeviceLinearSlots; ++slot) {
-            DeviceLinear& linear = layer.linears[slot];
-            linear = upload_linear(*linears[slot], buffers_);
-            if (linear.is_packed()) largest_packed_linear = std::max(largest_packed_linear, linear.out * linear.in);
-        }
+        for (int slot = 0; slot < kDeviceLinearSlots; ++slot) layer.linears[slot] = upload_linear(*linears[slot], buffers_);
     }
     // The uploads read pageable host memory; they are complete once this returns.
     runtime.device().synchronize();
 }
 
+bool DeviceLinear::dequantizes_with_row_stride() const { return is_packed() && is_bnb_4bit(format); }
+
 void dequantize_weight(const DeviceLinear& linear, bf16* out, cudaStream_t stream) {
+    dequantize_weight(linear, out, linear.in, stream);
+}
+
+void dequantize_weight(const DeviceLinear& linear, bf16* out, int64_t out_ld, cudaStream_t stream) {
     require(linear.is_packed(), AXL_ERR_INTERNAL, "dequantize_weight: the linear is held as bf16, not quantized");
+    require(out_ld == linear.in || linear.dequantizes_with_row_stride(), AXL_ERR_INTERNAL, "dequantize_weight: ",
+            quant_format_name(linear.format), " rows cannot be written ", out_ld, " apart");
     if (is_bnb_4bit(linear.format))
-        dequantize_bnb_4bit_rows(linear.packed, 0, linear.out, out, stream);
+        dequantize_bnb_4bit_rows(linear.packed, 0, linear.out, out, out_ld, stream);
     else
         dequantize_packed_rows(linear.quantized, 0, linear.out, out, stream);
 }

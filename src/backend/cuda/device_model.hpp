@@ -30,11 +30,16 @@ struct DeviceLinear {
 
     // Whether the weight must be dequantized (dequantize_weight) before its GEMM.
     bool is_packed() const { return weight == nullptr; }
+    // Whether dequantize_weight can write its rows further apart than `in` (NF4, FP4).
+    bool dequantizes_with_row_stride() const;
 };
 
 // The whole bf16 [out, in] weight of a packed linear into `out` (queued on `stream`), whatever
-// its format; the one place the step asks for a dequantized base weight.
+// its format; the one place the step asks for a dequantized base weight. With out_ld > in the
+// rows are out_ld apart (dequantizes_with_row_stride formats only; the columns between are not
+// written).
 void dequantize_weight(const DeviceLinear& linear, bf16* out, cudaStream_t stream);
+void dequantize_weight(const DeviceLinear& linear, bf16* out, int64_t out_ld, cudaStream_t stream);
 
 // The projections of a layer in decoder_layer.hpp's LinearSlot order (q k v o gate up down).
 constexpr int kDeviceLinearSlots = 7;
@@ -56,7 +61,6 @@ public:
     const float* final_norm = nullptr;
     DeviceLinear lm_head;                // shares embed_tokens' copy when the embeddings are tied
     std::vector<DeviceLayer> layers;
-    int64_t largest_packed_linear = 0;   // elements of the dequantization scratch (0: none)
 
 private:
     const float* upload_f32(const Tensor& tensor, const char* what);

@@ -6,6 +6,7 @@
 
 #include "backend/cuda/check.hpp"
 #include "backend/cuda/device_layer.hpp"
+#include "backend/cuda/device_projection.hpp"
 #include "backend/cuda/ops.hpp"
 #include "core/error.hpp"
 #include "model/rope_frequencies.hpp"
@@ -14,11 +15,11 @@ namespace axl::cuda {
 
 namespace {
 
-// Rows of logits materialised at a time: about 256 MiB of f32 (plus half that of bf16
-// gradient), a multiple of 64 rows for the GEMMs when the vocabulary allows. (Chunks sized for
-// two waves of the input-gradient GEMM, 2112 rows on the 1B shape, measured no faster.)
+// Rows of logits materialised at a time: about 256 MiB of bf16 logits (their gradient is
+// written over them), a multiple of 64 rows for the GEMMs when the vocabulary allows. (Chunks
+// sized for two waves of the input-gradient GEMM, 2112 rows on the 1B shape, measured no faster.)
 int64_t head_chunk_rows(int64_t vocab, int64_t rows) {
-    int64_t chunk = std::max<int64_t>(1, (int64_t{64} << 20) / vocab);
+    int64_t chunk = std::max<int64_t>(1, (int64_t{128} << 20) / vocab);
     if (chunk >= 64) chunk -= chunk % 64;
     return std::min(chunk, std::max<int64_t>(rows, 1));
 }
@@ -125,11 +126,10 @@ void head_loss(const DevicePass& pass, const Trunk& trunk, float* row_loss, bf16
     const int64_t hidden = pass.config.hidden_size;
     const int64_t vocab = pass.config.vocab_size;
     const int64_t chunk = head_chunk_rows(vocab, n);
-    DeviceBuffer logits = device_f32(pass, chunk, vocab, "logits chunk");
-    DeviceBuffer dlogits = device_bf16(pass, chunk, vocab, "logits gradient chunk");
+    DeviceBuffer logits = device_bf16(pass, chunk, vocab, "logits chunk (then their gradient)");
     ProfileScope timed = pass.timed("LM head + cross-entropy");
     linear_cross_entropy(pass.runtime.blas(), row_loss, d_normed, trunk.normed.as<bf16>(), pass.model.lm_head.weight,
-                         pass.batch.targets, n, hidden, vocab, 1.0f, logits.as<float>(), dlogits.as<bf16>(), chunk);
+                         pass.batch.targets, n, hidden, vocab, 1.0f, logits.as<bf16>(), chunk);
 }
 
 }  // namespace
@@ -144,12 +144,12 @@ double train_loss_sum_and_backward(Runtime& runtime, const ModelConfig& config, 
     const int num_layers = config.num_layers;
     UploadedBatch uploaded = upload_batch(runtime, batch);
     RopeTables rope = make_rope_tables(runtime, config, batch);
+    DevicePass pass{runtime, config, model, &lora, uploaded.batch, rope.cos.as<float>(), rope.sin.as<float>(), nullptr};
     DeviceBuffer weight_scratch;
-    if (model.largest_packed_linear > 0)
-        weight_scratch = DeviceBuffer(runtime.allocator(), sizeof(bf16) * model.largest_packed_linear,
-                                      "dequantized base weight");
-    DevicePass pass{runtime,         config, model, &lora, uploaded.batch, rope.cos.as<float>(), rope.sin.as<float>(),
-                    weight_scratch.as<bf16>()};
+    if (const int64_t elements = weight_scratch_elements(pass); elements > 0) {
+        weight_scratch = DeviceBuffer(runtime.allocator(), sizeof(bf16) * elements, "dequantized base weight");
+        pass.weight_scratch = weight_scratch.as<bf16>();
+    }
 
     // The last layer's input is needed again right after the head: it stays on the device.
     std::optional<OffloadedCheckpoints> offloaded;

@@ -1,5 +1,7 @@
 #include "backend/cuda/device_projection.hpp"
 
+#include <algorithm>
+
 #include "backend/cuda/check.hpp"
 #include "backend/cuda/dequant_gemm.hpp"
 #include "backend/cuda/ops.hpp"
@@ -200,6 +202,151 @@ void project_backward(const DevicePass& pass, int layer_index, int first_slot, i
         base_backward(pass, layer_index, slot, saved, dys[k], dx, accumulate);
         accumulate = true;
     }
+}
+
+}  // namespace axl::cuda
+
+// ---- folded LoRA --------------------------------------------------------------------------
+
+namespace axl::cuda {
+
+namespace {
+
+// The A of a folded set ([width, in], its modules' A's back to back) and its gradient.
+struct FoldedA {
+    const bf16* a = nullptr;
+    float* grad_a = nullptr;
+};
+
+FoldedA folded_a(const DevicePass& pass, int layer_index, int first_slot, int count) {
+    if (count == 1) {
+        const DeviceLoraModule* module = pass.lora->module(layer_index, first_slot);
+        return {module->a, module->grad_a};
+    }
+    const DeviceLoraGroup* group = group_of(pass, layer_index, first_slot, count);
+    return {group->a, group->grad_a};
+}
+
+// Projection first_slot + k's weight as [W | B in its place, zeros elsewhere], rows `ld` apart:
+// dequantized into the pass's scratch, or, for a recomputed forward (saved->keep_dequantized_
+// weights), into a buffer kept for the backward that follows.
+const bf16* folded_weight(const DevicePass& pass, int layer_index, int first_slot, int k, int64_t ld,
+                          DeviceLayerSaved* saved) {
+    const int slot = first_slot + k;
+    const DeviceLinear& linear = pass.model.layers[layer_index].linears[slot];
+    const DeviceLoraModule& module = *pass.lora->module(layer_index, slot);
+    ProfileScope timed = pass.timed("dequantize base weight");
+    bf16* weight = pass.weight_scratch;
+    if (saved != nullptr && saved->keep_dequantized_weights) {
+        saved->weights[slot] = device_bf16(pass, linear.out, ld, "dequantized base weight kept for backward");
+        weight = saved->weights[slot].as<bf16>();
+    }
+    dequantize_weight(linear, weight, ld, pass.stream());
+    lora_weight_columns(weight, ld, linear.out, linear.in, ld - linear.in, module.b, module.rank, k * module.rank,
+                        pass.stream());
+    return weight;
+}
+
+}  // namespace
+
+int64_t lora_fold_width(const DevicePass& pass, int layer_index, int first_slot, int count) {
+    if (pass.lora == nullptr) return 0;
+    const DeviceLayer& layer = pass.model.layers[layer_index];
+    int64_t width = 0;
+    if (count == 1) {
+        const DeviceLoraModule* module = pass.lora->module(layer_index, first_slot);
+        if (module == nullptr) return 0;
+        width = module->rank;
+    } else {
+        const DeviceLoraGroup* group = group_of(pass, layer_index, first_slot, count);
+        if (group == nullptr) return 0;
+        width = group->count * group->rank;
+    }
+    const int64_t in = layer.linears[first_slot].in;
+    if (width % 8 != 0 || in % 8 != 0) return 0;
+    for (int k = 0; k < count; ++k) {
+        const DeviceLinear& linear = layer.linears[first_slot + k];
+        if (!linear.dequantizes_with_row_stride() || fused_small_product(linear, pass.batch.num_tokens())) return 0;
+    }
+    return width;
+}
+
+int64_t weight_scratch_elements(const DevicePass& pass) {
+    int64_t largest = 0;
+    for (int l = 0; l < static_cast<int>(pass.model.layers.size()); ++l) {
+        const DeviceLayer& layer = pass.model.layers[l];
+        for (int slot = 0; slot < kDeviceLinearSlots; ++slot) {
+            const DeviceLinear& linear = layer.linears[slot];
+            if (!linear.is_packed()) continue;
+            int64_t width = 0;
+            if (slot == kSlotQ || slot == kSlotK || slot == kSlotV) width = lora_fold_width(pass, l, kSlotQ, 3);
+            if (slot == kSlotGate || slot == kSlotUp) width = lora_fold_width(pass, l, kSlotGate, 2);
+            largest = std::max(largest, linear.out * (linear.in + width));
+        }
+    }
+    return largest;
+}
+
+void project_forward_folded(const DevicePass& pass, int layer_index, int first_slot, int count, bf16* x,
+                            bf16* const* ys, DeviceLayerSaved* saved) {
+    const int64_t width = lora_fold_width(pass, layer_index, first_slot, count);
+    require(width > 0, AXL_ERR_INTERNAL, "a folded LoRA forward for projections that do not fold");
+    BlasLt& blas = pass.runtime.blas();
+    const int64_t n = pass.batch.num_tokens();
+    const int64_t in = pass.model.layers[layer_index].linears[first_slot].in;
+    const int64_t ld = in + width;
+    {
+        // s x A^T into x's extra columns (the GEMM reads the first `in`; no element is both).
+        ProfileScope timed = pass.timed("LoRA forward: u = x A^T");
+        matmul_strided(blas, x + in, ld, x, ld, folded_a(pass, layer_index, first_slot, count).a, in, n, width, in,
+                       false, true, pass.lora->scaling(), 0.0f);
+    }
+    for (int k = 0; k < count; ++k) {
+        const DeviceLinear& linear = pass.model.layers[layer_index].linears[first_slot + k];
+        const bf16* weight = folded_weight(pass, layer_index, first_slot, k, ld, saved);
+        {
+            ProfileScope timed = pass.timed("base GEMM forward");
+            matmul(blas, ys[k], x, weight, n, linear.out, ld, false, true, 1.0f, 0.0f);
+        }
+        if (linear.bias != nullptr) add_bias_forward(ys[k], linear.bias, n, linear.out, pass.stream());
+    }
+}
+
+void project_backward_folded(const DevicePass& pass, int layer_index, int first_slot, int count,
+                             const DeviceLayerSaved& saved, const bf16* x, const bf16* const* dys, bf16* dx) {
+    const int64_t width = lora_fold_width(pass, layer_index, first_slot, count);
+    require(width > 0, AXL_ERR_INTERNAL, "a folded LoRA backward for projections that do not fold");
+    BlasLt& blas = pass.runtime.blas();
+    const int64_t n = pass.batch.num_tokens();
+    const int64_t in = pass.model.layers[layer_index].linears[first_slot].in;
+    const int64_t ld = in + width;
+    // [dx | g] = sum_k dy_k [W_k | B_k]: the input gradient of the base products, and g = dy B
+    // (per module, in its columns) in the extra columns.
+    for (int k = 0; k < count; ++k) {
+        const int slot = first_slot + k;
+        const DeviceLinear& linear = pass.model.layers[layer_index].linears[slot];
+        const bf16* weight = saved.weights[slot].data() != nullptr
+                                 ? saved.weights[slot].as<bf16>()
+                                 : folded_weight(pass, layer_index, first_slot, k, ld, nullptr);
+        ProfileScope timed = pass.timed("base GEMM backward (dx)");
+        matmul(blas, dx, dys[k], weight, n, ld, linear.out, false, false, 1.0f, k == 0 ? 0.0f : 1.0f);
+    }
+    const float s = pass.lora->scaling();
+    const bf16* g = dx + in;
+    const bf16* su = x + in;  // s x A^T, written by the forward
+    for (int k = 0; k < count; ++k) {
+        const DeviceLoraModule& module = *pass.lora->module(layer_index, first_slot + k);
+        ProfileScope timed = pass.timed("LoRA backward: dB += s dy^T u");
+        matmul_strided(blas, module.grad_b, module.rank, dys[k], module.out, su + k * module.rank, ld, module.out,
+                       module.rank, n, true, false, 1.0f, 1.0f);
+    }
+    const FoldedA a = folded_a(pass, layer_index, first_slot, count);
+    {
+        ProfileScope timed = pass.timed("LoRA backward: dA += du^T x");
+        matmul_strided(blas, a.grad_a, in, g, ld, x, ld, width, in, n, true, false, s, 1.0f);
+    }
+    ProfileScope timed = pass.timed("LoRA backward: dx (+)= du A");
+    matmul_strided(blas, dx, ld, g, ld, a.a, in, n, in, width, false, false, s, 1.0f);
 }
 
 }  // namespace axl::cuda

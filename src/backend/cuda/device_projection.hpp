@@ -10,6 +10,12 @@
 // them all with the same rank (DeviceLoraGroup): their A's sit back to back, so x A^T of the
 // group is one GEMM ([N, count*r], x read once), and so are dA += du^T x and dx (+)= du A in
 // backward.
+//
+// Folded LoRA (project_forward_folded): where the input is made by a norm that can leave room
+// in its rows (q k v, gate up) and the base weights are dequantized anyway, the LoRA product
+// rides the base GEMM as extra K columns: y = [x | s x A^T] [W | B]^T, one GEMM that writes y
+// once, where the plain path writes y, then reads and writes it again. In backward the same
+// weight gives [dy W | dy B] in one GEMM, so dy B costs no pass over dy of its own.
 #pragma once
 
 #include <cstdint>
@@ -33,5 +39,30 @@ void lora_input_forward(const DevicePass& pass, int layer_index, int slot, const
 void project_backward(const DevicePass& pass, int layer_index, int first_slot, int count,
                       const DeviceLayerSaved& saved, const bf16* x, const bf16* const* dys, bf16* dx,
                       bool accumulate);
+
+// ---- folded LoRA --------------------------------------------------------------------------
+
+// Extra columns the input rows of projections first_slot .. first_slot + count - 1 carry when
+// their LoRA path is folded into the base GEMMs: the summed ranks of their modules (one group, or
+// one module when count is 1), or 0 where the path is not folded. Folded takes base weights
+// dequantized on the device by a dequantizer that can write rows with room (NF4, FP4), the
+// GEMM path (not the fused one for few tokens), and in and width multiples of 8 (16-byte rows).
+int64_t lora_fold_width(const DevicePass& pass, int layer_index, int first_slot, int count);
+
+// Elements of the one dequantized-weight scratch of a pass: the largest packed linear's
+// out x (in + its fold width); 0 when no linear is packed.
+int64_t weight_scratch_elements(const DevicePass& pass);
+
+// project_forward for a folded set: x [N, in + width] (width = lora_fold_width, > 0) holds the
+// input in its first `in` columns; this writes s x A^T into the other `width`, then each
+// ys[k] = x [W_k | B_k]^T + bias. x stays what backward reads (saved with the layer).
+void project_forward_folded(const DevicePass& pass, int layer_index, int first_slot, int count, bf16* x,
+                            bf16* const* ys, DeviceLayerSaved* saved);
+
+// project_backward for a folded set: dx [N, in + width] is written (its first `in` columns are
+// the input gradient; the others hold dy B, scratch) from the x that project_forward_folded
+// filled.
+void project_backward_folded(const DevicePass& pass, int layer_index, int first_slot, int count,
+                             const DeviceLayerSaved& saved, const bf16* x, const bf16* const* dys, bf16* dx);
 
 }  // namespace axl::cuda

@@ -75,6 +75,15 @@ void rmsnorm_backward_add(float* dx, const float* dout, const float* x, const fl
                           const float* residual_grad, int64_t rows, int64_t cols, cudaStream_t stream);
 void rmsnorm_backward_add(bf16* dx, const bf16* dout, const bf16* x, const float* weight, const float* rstd,
                           const bf16* residual_grad, int64_t rows, int64_t cols, cudaStream_t stream);
+// The bf16 forward with the output's rows out_stride >= cols apart, and the backward with
+// dout's rows dout_stride apart (the columns between are neither written nor read): a norm
+// whose output rows carry the LoRA inputs x A^T of the projections reading it (the LoRA product
+// folded into the base GEMM, device_projection.cpp).
+void rmsnorm_forward_strided(bf16* out, int64_t out_stride, float* rstd, const bf16* x, const float* weight,
+                             int64_t rows, int64_t cols, float eps, cudaStream_t stream);
+void rmsnorm_backward_add_strided(bf16* dx, const bf16* dout, int64_t dout_stride, const bf16* x,
+                                  const float* weight, const float* rstd, const bf16* residual_grad, int64_t rows,
+                                  int64_t cols, cudaStream_t stream);
 
 // ---- kernels/rope.cu ----------------------------------------------------------------------
 void rope_tables(float* cos, float* sin, const float* inv_freq, int64_t max_pos, int64_t half_dim,
@@ -157,14 +166,21 @@ void cross_entropy_forward_backward(float* row_loss, bf16* dlogits, const float*
 
 // ---- src/backend/cuda/linear_cross_entropy.cpp ---------------------------------------------
 // Loss of the LM head without the [tokens x vocab] logits: for chunks of `chunk_rows` rows,
-// logits = hidden_chunk . weight^T (cuBLASLt, bf16 in, f32 out), cross-entropy on them, and when
-// dhidden is non-null dhidden_chunk = dlogits . weight (bf16 dlogits, f32 accumulation).
-// hidden [rows, dim] bf16, weight [vocab, dim] bf16 (frozen: no weight gradient), row_loss
-// [rows]; logits_scratch (f32) and dlogits_scratch (bf16; null without dhidden) hold
-// chunk_rows * vocab values each.
+// logits = hidden_chunk . weight^T (cuBLASLt, bf16 in, f32 accumulation, bf16 out, as PyTorch's
+// bf16 head), cross-entropy on them in f32 arithmetic, and when dhidden is non-null
+// dhidden_chunk = dlogits . weight (dlogits bf16, written over the logits). hidden [rows, dim]
+// bf16, weight [vocab, dim] bf16 (frozen: no weight gradient), row_loss [rows] f32;
+// logits_scratch holds chunk_rows * vocab bf16 values.
 void linear_cross_entropy(BlasLt& blas, float* row_loss, bf16* dhidden, const bf16* hidden, const bf16* weight,
                           const int32_t* targets, int64_t rows, int64_t dim, int64_t vocab, float grad_scale,
-                          float* logits_scratch, bf16* dlogits_scratch, int64_t chunk_rows);
+                          bf16* logits_scratch, int64_t chunk_rows);
+
+// ---- kernels/lora_columns.cu --------------------------------------------------------------
+// Columns [first_col, first_col + width) of each of the `rows` rows (ld apart) of a base weight
+// with room for the LoRA B columns: b [rows, rank] at columns b_col .. b_col + rank of them,
+// zeros in the others (the places of the other projections of a group).
+void lora_weight_columns(bf16* weight, int64_t ld, int64_t rows, int64_t first_col, int64_t width, const bf16* b,
+                         int64_t rank, int64_t b_col, cudaStream_t stream);
 
 // ---- kernels/convert.cu -------------------------------------------------------------------
 // out[i] = bf16(in[i]), round to nearest even (the f32 LoRA masters to their GEMM copies).
@@ -215,6 +231,10 @@ struct Bnb4BitWeight {
 void dequantize_bnb_4bit_rows(const Bnb4BitWeight& w, int64_t row_begin, int64_t row_end, float* out,
                               cudaStream_t stream);
 void dequantize_bnb_4bit_rows(const Bnb4BitWeight& w, int64_t row_begin, int64_t row_end, bf16* out,
+                              cudaStream_t stream);
+// The same with the output's rows out_ld >= cols elements apart (the columns between are not
+// touched): the base weight with room for the LoRA B columns (lora_columns below).
+void dequantize_bnb_4bit_rows(const Bnb4BitWeight& w, int64_t row_begin, int64_t row_end, bf16* out, int64_t out_ld,
                               cudaStream_t stream);
 
 }  // namespace axl::cuda
