@@ -147,82 +147,39 @@ attention_backward_wgmma_kernel(float* dq_sum, bf16* dk, bf16* dv, const bf16* d
         }
     }
 
-    // The score products of a step: S^T = K Q^T into s, dP^T = V dO^T into dp, issued and
-    // committed, not waited for.
-    float s[kQueryTiles][4], dp[kQueryTiles][4];
-    auto issue_scores = [&](int step) {
-        const bf16* q_tile = streams + (step % kStages) * 2 * kStreamElements;
-        const bf16* dout_tile = q_tile + kStreamElements;
-        wgmma::fence_operands();
-#pragma unroll
-        for (int kd = 0; kd < kDSteps; ++kd) {
-            const uint64_t q_operand = wgmma::k_major(q_tile, QueryRows, 0, kd);
-            if constexpr (kKeyFragments) wgmma::mma_rs_k_major(s, k_fragment[kd], q_operand, kd > 0);
-            else wgmma::mma_ss_k_major(s, wgmma::k_major(k_tile, kKeys, warpgroup * wgmma::kM, kd), q_operand,
-                                       kd > 0);
-        }
-#pragma unroll
-        for (int kd = 0; kd < kDSteps; ++kd) {
-            const uint64_t dout_operand = wgmma::k_major(dout_tile, QueryRows, 0, kd);
-            if constexpr (kKeyFragments) wgmma::mma_rs_k_major(dp, v_fragment[kd], dout_operand, kd > 0);
-            else wgmma::mma_ss_k_major(dp, wgmma::k_major(v_tile, kKeys, warpgroup * wgmma::kM, kd), dout_operand,
-                                       kd > 0);
-        }
-        wgmma::commit();
-    };
-    auto first_query = [&](int step) { return s0 + (step % query_tiles) * QueryRows; };
-
-    // The staged dQ of step's query tile, summed over the warpgroups a 4-float column chunk at
-    // a time, each sum added once to the f32 dQ in global memory.
-    auto add_dq = [&](int step) {
-        const int h = kv * group + step / query_tiles;
-        const int t0 = first_query(step);
-        constexpr int kChunksPerRow = D / 4;
-        for (int j = threadIdx.x; j < QueryRows * kChunksPerRow; j += kThreads) {
-            const int row = j / kChunksPerRow;
-            const int column = (j % kChunksPerRow) * 4;
-            if (t0 + row >= seq) continue;
-            float4 sum = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-#pragma unroll
-            for (int w = 0; w < Tiles::kWarpgroups; ++w) {
-                if (t0 + QueryRows <= s0 + w * wgmma::kM) continue;  // all its keys follow the queries: zeros
-                const float4 part =
-                    *reinterpret_cast<const float4*>(dq_stages + (w * QueryRows + row) * Tiles::kDqStride + column);
-                sum.x += part.x;
-                sum.y += part.y;
-                sum.z += part.z;
-                sum.w += part.w;
-            }
-            atomicAdd(reinterpret_cast<float4*>(dq_sum + layout.q_head(b, h) + int64_t{t0 + row} * layout.q_stride() +
-                                                column),
-                      sum);
-        }
-    };
-
-    // Each step first issues its score products, then adds the previous step's staged dQ while
-    // the tensor cores run them, then computes: the atomics no longer wait for the products.
     for (int step = 0; step < steps; ++step) {
         const int stage = step % kStages;
-        const int t0 = first_query(step);
-        // This tile is in, every warpgroup is done with the other stage (refill it) and has
-        // staged the previous step's dQ.
         copy_async_wait<0>();
         wgmma::fence_shared_writes();
+        // This tile is in, and every warpgroup is done with the other stage: refill it.
         __syncthreads();
         if (step + 1 < steps) stage_queries(step + 1, (step + 1) % kStages);
-        // Every warpgroup computes every step, also one whose keys all follow the tile's
-        // queries (the masks make its products exact zeros; add_dq skips them): ptxas
-        // serializes the products when they are in flight across a branch it cannot prove
-        // uniform in the warpgroup.
-        issue_scores(step);
-        if (step > 0) {
-            add_dq(step - 1);
-            __syncthreads();  // the staged dQ is summed before a warpgroup stages this step's
-        }
-        {
+        const int h = kv * group + step / query_tiles;
+        const int t0 = s0 + (step % query_tiles) * QueryRows;
+        // Queries that all precede this warpgroup's keys see none of them (uniform in the
+        // warpgroup, as its products require).
+        if (t0 + QueryRows > group_key0) {
             const bf16* q_tile = streams + stage * 2 * kStreamElements;
             const bf16* dout_tile = q_tile + kStreamElements;
-            wgmma::wait<0>();  // the score products issued above
+
+            float s[kQueryTiles][4], dp[kQueryTiles][4];
+            wgmma::fence_operands();
+#pragma unroll
+            for (int kd = 0; kd < kDSteps; ++kd) {
+                const uint64_t q_operand = wgmma::k_major(q_tile, QueryRows, 0, kd);
+                if constexpr (kKeyFragments) wgmma::mma_rs_k_major(s, k_fragment[kd], q_operand, kd > 0);
+                else wgmma::mma_ss_k_major(s, wgmma::k_major(k_tile, kKeys, warpgroup * wgmma::kM, kd), q_operand,
+                                           kd > 0);
+            }
+#pragma unroll
+            for (int kd = 0; kd < kDSteps; ++kd) {
+                const uint64_t dout_operand = wgmma::k_major(dout_tile, QueryRows, 0, kd);
+                if constexpr (kKeyFragments) wgmma::mma_rs_k_major(dp, v_fragment[kd], dout_operand, kd > 0);
+                else wgmma::mma_ss_k_major(dp, wgmma::k_major(v_tile, kKeys, warpgroup * wgmma::kM, kd),
+                                           dout_operand, kd > 0);
+            }
+            wgmma::commit();
+            wgmma::wait<0>();
             wgmma::fence_accumulators(s);
             wgmma::fence_accumulators(dp);
 
@@ -281,9 +238,30 @@ attention_backward_wgmma_kernel(float* dq_sum, bf16* dk, bf16* dv, const bf16* d
                 }
             }
         }
+        // Every warpgroup's dQ is staged (a warpgroup that skipped the tile staged none):
+        // sum them a 4-float column chunk at a time and add each sum once.
+        __syncthreads();
+        constexpr int kChunksPerRow = D / 4;
+        for (int j = threadIdx.x; j < QueryRows * kChunksPerRow; j += kThreads) {
+            const int row = j / kChunksPerRow;
+            const int column = (j % kChunksPerRow) * 4;
+            if (t0 + row >= seq) continue;
+            float4 sum = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+#pragma unroll
+            for (int w = 0; w < Tiles::kWarpgroups; ++w) {
+                if (t0 + QueryRows <= s0 + w * wgmma::kM) continue;
+                const float4 part =
+                    *reinterpret_cast<const float4*>(dq_stages + (w * QueryRows + row) * Tiles::kDqStride + column);
+                sum.x += part.x;
+                sum.y += part.y;
+                sum.z += part.z;
+                sum.w += part.w;
+            }
+            atomicAdd(reinterpret_cast<float4*>(dq_sum + layout.q_head(b, h) + int64_t{t0 + row} * layout.q_stride() +
+                                                column),
+                      sum);
+        }
     }
-    __syncthreads();
-    if (steps > 0) add_dq(steps - 1);
     wgmma::wait<0>();
     wgmma::fence_accumulators(dv_acc);
     wgmma::fence_accumulators(dk_acc);
