@@ -19,11 +19,14 @@
 // R = LoRA parameters per layer, T = sequence length, H*d = attention width, V*h = LM head,
 // I = MLP width):
 //   linears   4 P L  (forward, input gradient; the frozen base has no weight gradient)
-//             + (2 P - 2 h I) L with checkpointing (the recomputed forward skips the down
-//               projection's base GEMM: nobody reads the layer's output there)
-//   LoRA      6 R L  (forward 2, backward 4: dB, du, dA, dx) + (2 R - 2 r h) L recomputed
+//             + (2 P - 2 h I) (L - 1) with checkpointing (the recomputed forward skips the down
+//               projection's base GEMM: nobody reads the layer's output there; the last layer
+//               keeps its activations and is not recomputed)
+//   LoRA      6 R L  (forward 2, backward 4: dB, du, dA, dx) + (2 R - 2 r h) (L - 1) recomputed
+//             (model FLOPs: where the LoRA product rides the base GEMM as extra K columns, the
+//             zeros of the other projections' columns are not counted)
 //   attention causal: QK^T and PV are 2 T H d per token forward, halved by the mask; forward
-//             and a backward of twice the forward (+ the recomputed forward): 3 (4) T H d L
+//             and a backward of twice the forward: 3 T H d L (+ T H d (L - 1) recomputed)
 //   LM head   4 V h  (logits and the input gradient)
 // PyTorch (bench/peft_bench.py) recomputes whole layers and counts 6 P, 8 R and 4 T H d.
 #include <algorithm>
@@ -123,9 +126,10 @@ double step_flops(const BenchShape& s, int rank, int64_t batch, int64_t seq, boo
     const double h = s.hidden, im = s.intermediate;
     const double base = h * q + 2 * h * kv + q * h + 3 * h * im;
     const double lora = rank * ((h + q) + 2 * (h + kv) + (q + h) + 2 * (h + im) + (im + h));
-    double per_layer = 4 * base + 6 * lora + 3.0 * seq * q;
-    if (checkpointing) per_layer += 2 * (base - h * im) + 2 * (lora - rank * h) + seq * q;
-    return (s.layers * per_layer + 4.0 * s.vocab * h) * batch * seq;
+    const double per_layer = 4 * base + 6 * lora + 3.0 * seq * q;
+    const double recomputed = 2 * (base - h * im) + 2 * (lora - rank * h) + seq * q;
+    const int recomputed_layers = checkpointing ? s.layers - 1 : 0;
+    return (s.layers * per_layer + recomputed_layers * recomputed + 4.0 * s.vocab * h) * batch * seq;
 }
 
 // One more step with per-op device timing: a table of op, ms, share of the step, calls.

@@ -76,10 +76,18 @@ void report(const PassOptions& options, int32_t stage, int64_t done, int64_t tot
 struct Trunk {
     std::vector<DeviceBuffer> layer_inputs;       // bf16 [N, hidden]; [num_layers] is the last output;
                                                   // empty where offloaded (held by OffloadedCheckpoints)
-    std::vector<DeviceLayerSaved> layer_saved;    // without checkpointing
+    std::vector<DeviceLayerSaved> layer_saved;    // [l] filled where layer l keeps its activations
     DeviceBuffer final_rstd;                      // f32 [N]
     DeviceBuffer normed;                          // bf16 [N, hidden]
 };
+
+// Whether layer l keeps what its backward reads from the forward, instead of recomputing it:
+// every layer without checkpointing; with it, the last one, whose backward comes right after the
+// head (its activations live through the head's chunks, which need less than its backward, so
+// the peak does not grow; the step saves one layer's recomputed forward).
+bool keeps_activations(bool checkpointing, int layer, int num_layers) {
+    return !checkpointing || layer == num_layers - 1;
+}
 
 Trunk run_trunk(const DevicePass& pass, bool checkpointing, OffloadedCheckpoints* offloaded,
                 const PassOptions& options) {
@@ -96,11 +104,11 @@ Trunk run_trunk(const DevicePass& pass, bool checkpointing, OffloadedCheckpoints
         embedding_forward(trunk.layer_inputs[0].as<bf16>(), pass.batch.tokens, pass.model.embed_tokens, n, hidden,
                           stream);
     }
-    if (!checkpointing) trunk.layer_saved.resize(num_layers);
+    trunk.layer_saved.resize(num_layers);
     for (int l = 0; l < num_layers; ++l) {
         report(options, AXL_STAGE_FORWARD, l, num_layers);
         DeviceBuffer y = device_bf16(pass, n, hidden, "hidden states");
-        DeviceLayerSaved* saved = checkpointing ? nullptr : &trunk.layer_saved[l];
+        DeviceLayerSaved* saved = keeps_activations(checkpointing, l, num_layers) ? &trunk.layer_saved[l] : nullptr;
         if (offloaded != nullptr && l < offloaded->count()) {
             const bf16* x = offloaded->store(l, std::move(trunk.layer_inputs[l]));
             device_layer_forward(pass, l, x, y.as<bf16>(), saved);
@@ -180,14 +188,14 @@ double train_loss_sum_and_backward(Runtime& runtime, const ModelConfig& config, 
             if (l > 0) offloaded_inputs->prefetch(l - 1);  // copied back while this layer runs
         }
         const bf16* x = trunk.layer_inputs[l].as<bf16>();
-        if (options.gradient_checkpointing) {
+        if (keeps_activations(options.gradient_checkpointing, l, num_layers)) {
+            device_layer_backward(pass, l, x, trunk.layer_saved[l], dy.as<bf16>(), dx.as<bf16>());
+            trunk.layer_saved[l] = DeviceLayerSaved();
+        } else {
             // The recomputed forward needs only what backward reads: no layer output (y null).
             DeviceLayerSaved saved;
             device_layer_forward(pass, l, x, nullptr, &saved);
             device_layer_backward(pass, l, x, saved, dy.as<bf16>(), dx.as<bf16>());
-        } else {
-            device_layer_backward(pass, l, x, trunk.layer_saved[l], dy.as<bf16>(), dx.as<bf16>());
-            trunk.layer_saved[l] = DeviceLayerSaved();
         }
         trunk.layer_inputs[l] = DeviceBuffer();
         std::swap(dx, dy);

@@ -212,21 +212,6 @@ namespace axl::cuda {
 
 namespace {
 
-// The A of a folded set ([width, in], its modules' A's back to back) and its gradient.
-struct FoldedA {
-    const bf16* a = nullptr;
-    float* grad_a = nullptr;
-};
-
-FoldedA folded_a(const DevicePass& pass, int layer_index, int first_slot, int count) {
-    if (count == 1) {
-        const DeviceLoraModule* module = pass.lora->module(layer_index, first_slot);
-        return {module->a, module->grad_a};
-    }
-    const DeviceLoraGroup* group = group_of(pass, layer_index, first_slot, count);
-    return {group->a, group->grad_a};
-}
-
 // Projection first_slot + k's weight as [W | B in its place, zeros elsewhere], rows `ld` apart:
 // dequantized into the pass's scratch, or, for a recomputed forward (saved->keep_dequantized_
 // weights), into a buffer kept for the backward that follows.
@@ -250,18 +235,10 @@ const bf16* folded_weight(const DevicePass& pass, int layer_index, int first_slo
 }  // namespace
 
 int64_t lora_fold_width(const DevicePass& pass, int layer_index, int first_slot, int count) {
-    if (pass.lora == nullptr) return 0;
+    const DeviceLoraGroup* group = group_of(pass, layer_index, first_slot, count);
+    if (group == nullptr) return 0;
     const DeviceLayer& layer = pass.model.layers[layer_index];
-    int64_t width = 0;
-    if (count == 1) {
-        const DeviceLoraModule* module = pass.lora->module(layer_index, first_slot);
-        if (module == nullptr) return 0;
-        width = module->rank;
-    } else {
-        const DeviceLoraGroup* group = group_of(pass, layer_index, first_slot, count);
-        if (group == nullptr) return 0;
-        width = group->count * group->rank;
-    }
+    const int64_t width = group->count * group->rank;
     const int64_t in = layer.linears[first_slot].in;
     if (width % 8 != 0 || in % 8 != 0) return 0;
     for (int k = 0; k < count; ++k) {
@@ -298,7 +275,7 @@ void project_forward_folded(const DevicePass& pass, int layer_index, int first_s
     {
         // s x A^T into x's extra columns (the GEMM reads the first `in`; no element is both).
         ProfileScope timed = pass.timed("LoRA forward: u = x A^T");
-        matmul_strided(blas, x + in, ld, x, ld, folded_a(pass, layer_index, first_slot, count).a, in, n, width, in,
+        matmul_strided(blas, x + in, ld, x, ld, group_of(pass, layer_index, first_slot, count)->a, in, n, width, in,
                        false, true, pass.lora->scaling(), 0.0f);
     }
     for (int k = 0; k < count; ++k) {
@@ -340,13 +317,13 @@ void project_backward_folded(const DevicePass& pass, int layer_index, int first_
         matmul_strided(blas, module.grad_b, module.rank, dys[k], module.out, su + k * module.rank, ld, module.out,
                        module.rank, n, true, false, 1.0f, 1.0f);
     }
-    const FoldedA a = folded_a(pass, layer_index, first_slot, count);
+    const DeviceLoraGroup& group = *group_of(pass, layer_index, first_slot, count);
     {
         ProfileScope timed = pass.timed("LoRA backward: dA += du^T x");
-        matmul_strided(blas, a.grad_a, in, g, ld, x, ld, width, in, n, true, false, s, 1.0f);
+        matmul_strided(blas, group.grad_a, in, g, ld, x, ld, width, in, n, true, false, s, 1.0f);
     }
     ProfileScope timed = pass.timed("LoRA backward: dx (+)= du A");
-    matmul_strided(blas, dx, ld, g, ld, a.a, in, n, in, width, false, false, s, 1.0f);
+    matmul_strided(blas, dx, ld, g, ld, group.a, in, n, in, width, false, false, s, 1.0f);
 }
 
 }  // namespace axl::cuda

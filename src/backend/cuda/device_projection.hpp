@@ -42,9 +42,9 @@ void project_backward(const DevicePass& pass, int layer_index, int first_slot, i
 
 // ---- folded LoRA --------------------------------------------------------------------------
 
-// Extra columns the input rows of projections first_slot .. first_slot + count - 1 carry when
-// their LoRA path is folded into the base GEMMs: the summed ranks of their modules (one group, or
-// one module when count is 1), or 0 where the path is not folded. Folded takes base weights
+// Extra columns the input rows of projections first_slot .. first_slot + count - 1 (q k v, or
+// gate up) carry when their LoRA path is folded into the base GEMMs: the summed ranks of their
+// group (DeviceLoraGroup), or 0 where the path is not folded. Folded takes a group, base weights
 // dequantized on the device by a dequantizer that can write rows with room (NF4, FP4), the
 // GEMM path (not the fused one for few tokens), and in and width multiples of 8 (16-byte rows).
 int64_t lora_fold_width(const DevicePass& pass, int layer_index, int first_slot, int count);
