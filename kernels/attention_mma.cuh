@@ -93,6 +93,21 @@ __device__ __forceinline__ int fragment_column(int e) { return 2 * (lane_id() % 
 // Both keep scores in the m16n8k16 accumulator layout (a wgmma warp's 16 rows read the same),
 // so these take one warp's 16 rows: n-tile nt, element e sits in row quad + 8 (e / 2) and
 // column nt * 8 + fragment_column(e).
+//
+// With one or two warps per scheduler these steps are bound by latency, not by throughput
+// (Nsight Compute on the d64 backward: an instruction issued every 3.5 cycles, stalls on
+// dependencies, branches and shared loads). So masks are selects, not branches (a short-circuit
+// condition on a shared load compiles to branches around every element), exponentials are one
+// MUFU.EX2 each (fast_exp2), and the per-column statistics are loaded in pairs.
+
+// 2^x on the special-function unit with denormal results flushed to zero: a probability below
+// 2^-126 is zero to the bf16 products that read it. (exp2f wraps the same MUFU.EX2 in a
+// compare and two multiplies that keep denormals.) 2^-inf is 0.
+__device__ __forceinline__ float fast_exp2(float x) {
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+    return y;
+}
 
 // Forward: scores of keys the rows may not see become -inf (later keys, keys of another
 // segment, rows at or past seq). Row r of the accumulators is query first_row + 8 r; key
@@ -106,7 +121,7 @@ __device__ __forceinline__ void mask_scores(float (&s)[KeyTiles][4], int k0, int
         for (int e = 0; e < 4; ++e) {
             const int column = nt * kMmaN + fragment_column(e);
             const int t = first_row + 8 * (e >> 1);
-            const bool visible = k0 + column <= t && t < seq && key_segment[column] == row_segment[e >> 1];
+            const bool visible = (k0 + column <= t) & (t < seq) & (key_segment[column] == row_segment[e >> 1]);
             if (!visible) s[nt][e] = -INFINITY;
         }
 }
@@ -127,13 +142,13 @@ __device__ __forceinline__ void online_softmax_step(float (&s)[KeyTiles][4], flo
         const float new_max = fmaxf(row_max[r], tile_max);
         // Nothing visible yet: every p is exp2(-inf) = 0 against base 0.
         const float base = new_max == -INFINITY ? 0.0f : new_max * scale_log2;
-        const float correction = exp2f(row_max[r] * scale_log2 - base);
+        const float correction = fast_exp2(row_max[r] * scale_log2 - base);
         float tile_sum = 0.0f;
 #pragma unroll
         for (int nt = 0; nt < KeyTiles; ++nt)
 #pragma unroll
             for (int c = 0; c < 2; ++c) {
-                const float p = exp2f(fmaf(s[nt][2 * r + c], scale_log2, -base));
+                const float p = fast_exp2(fmaf(s[nt][2 * r + c], scale_log2, -base));
                 s[nt][2 * r + c] = p;
                 tile_sum += p;
             }
@@ -159,18 +174,22 @@ __device__ __forceinline__ void probabilities_and_score_gradients(
     constexpr int kQueryRows = QueryTiles * kMmaN;
     const bool unmasked = !packed && t0 >= warp_key0 + kMmaM - 1 && t0 + kQueryRows <= seq && warp_key0 + kMmaM <= seq;
 #pragma unroll
-    for (int nt = 0; nt < QueryTiles; ++nt)
+    for (int nt = 0; nt < QueryTiles; ++nt) {
+        const int first_column = nt * kMmaN + fragment_column(0);  // even: the pair's first
+        const float lse[2] = {query_lse[first_column], query_lse[first_column + 1]};
+        const float delta[2] = {query_delta[first_column], query_delta[first_column + 1]};
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
-            const int column = nt * kMmaN + fragment_column(e);
+            const int column = first_column + (e & 1);
             const int t = t0 + column;
             const int r = e >> 1;
-            const bool visible = unmasked || (key_s[r] <= t && t < seq && key_s[r] < seq &&
-                                              query_segment[column] == key_segment[r]);
-            const float p = visible ? exp2f(fmaf(s[nt][e], scale_log2, -query_lse[column])) : 0.0f;
+            const bool same_segment = !packed || query_segment[column] == key_segment[r];
+            const bool visible = unmasked | ((key_s[r] <= t) & (t < seq) & (key_s[r] < seq) & same_segment);
+            const float p = visible ? fast_exp2(fmaf(s[nt][e], scale_log2, -lse[e & 1])) : 0.0f;
             s[nt][e] = p;
-            dp[nt][e] = p * (dp[nt][e] - query_delta[column]);
+            dp[nt][e] = p * (dp[nt][e] - delta[e & 1]);
         }
+    }
 }
 
 // 16 bytes global -> shared, asynchronously; zeros when !valid (src is then not read).

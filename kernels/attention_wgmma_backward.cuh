@@ -95,6 +95,13 @@ attention_backward_wgmma_kernel(float* dq_sum, bf16* dk, bf16* dv, const bf16* d
     const int query_end = segment_run_end(segment_row, s0 + k_valid - 1, seq);
     const int query_tiles = ceil_div_device(query_end - s0, QueryRows);
     const int steps = group * query_tiles;  // (query head, query tile) pairs, head-major
+    // A query tile's per-query statistics, loaded into one thread each (the first QueryRows)
+    // when its Q and dO tiles are requested, stored to shared memory at the end of the step: a
+    // thread that stored them at once would wait out the loads, and its warpgroup with it.
+    struct QueryStats {
+        int32_t segment = 0;
+        float lse = 0.0f, delta = 0.0f;
+    };
     auto stage_queries = [&](int step, int stage) {
         const int h = kv * group + step / query_tiles;
         const int t0 = s0 + (step % query_tiles) * QueryRows;
@@ -103,16 +110,24 @@ attention_backward_wgmma_kernel(float* dq_sum, bf16* dk, bf16* dv, const bf16* d
         wgmma::copy_rows_async<QueryRows, D, kThreads>(q_dst, q + layout.q_head(b, h), layout.q_stride(), t0, q_valid);
         wgmma::copy_rows_async<QueryRows, D, kThreads>(q_dst + kStreamElements, dout + layout.q_head(b, h),
                                                        layout.q_stride(), t0, q_valid);
-        if (threadIdx.x < QueryRows) {
-            const int t = t0 + threadIdx.x;
-            const bool valid = static_cast<int>(threadIdx.x) < q_valid;
-            query_segment[stage][threadIdx.x] = segment_row && valid ? segment_row[t] : 0;
-            query_lse[stage][threadIdx.x] = valid ? lse[layout.stat(b, h, t)] * kLog2e : 0.0f;
-            query_delta[stage][threadIdx.x] = valid ? delta[layout.stat(b, h, t)] : 0.0f;
-        }
         copy_async_commit();
+        QueryStats stats;
+        if (threadIdx.x < QueryRows && static_cast<int>(threadIdx.x) < q_valid) {
+            const int t = t0 + threadIdx.x;
+            stats.segment = segment_row ? segment_row[t] : 0;
+            stats.lse = lse[layout.stat(b, h, t)];
+            stats.delta = delta[layout.stat(b, h, t)];
+        }
+        return stats;
     };
-    stage_queries(0, 0);  // one group with the K and V tiles
+    auto store_query_stats = [&](const QueryStats& stats, int stage) {
+        if (threadIdx.x < QueryRows) {
+            query_segment[stage][threadIdx.x] = stats.segment;
+            query_lse[stage][threadIdx.x] = stats.lse * kLog2e;
+            query_delta[stage][threadIdx.x] = stats.delta;
+        }
+    };
+    store_query_stats(stage_queries(0, 0), 0);  // one group with the K and V tiles
 
     const int group_key0 = s0 + warpgroup * wgmma::kM;  // this warpgroup's first key
     const int warp_key0 = group_key0 + warp * kMmaM;
@@ -153,7 +168,8 @@ attention_backward_wgmma_kernel(float* dq_sum, bf16* dk, bf16* dv, const bf16* d
         wgmma::fence_shared_writes();
         // This tile is in, and every warpgroup is done with the other stage: refill it.
         __syncthreads();
-        if (step + 1 < steps) stage_queries(step + 1, (step + 1) % kStages);
+        QueryStats next_stats;
+        if (step + 1 < steps) next_stats = stage_queries(step + 1, (step + 1) % kStages);
         const int h = kv * group + step / query_tiles;
         const int t0 = s0 + (step % query_tiles) * QueryRows;
         // Queries that all precede this warpgroup's keys see none of them (uniform in the
@@ -238,6 +254,7 @@ attention_backward_wgmma_kernel(float* dq_sum, bf16* dk, bf16* dv, const bf16* d
                 }
             }
         }
+        if (step + 1 < steps) store_query_stats(next_stats, (step + 1) % kStages);
         // Every warpgroup's dQ is staged (a warpgroup that skipped the tile staged none):
         // sum them a 4-float column chunk at a time and add each sum once.
         __syncthreads();
