@@ -232,6 +232,18 @@ const bf16* folded_weight(const DevicePass& pass, int layer_index, int first_slo
     return weight;
 }
 
+// The columns of a folded set's input rows: its `in` values, then `width` LoRA inputs.
+struct FoldedColumns {
+    int64_t in, width;
+};
+
+FoldedColumns folded_columns(const DevicePass& pass, int layer_index, int first_slot, int count) {
+    const int64_t width = lora_fold_width(pass, layer_index, first_slot, count);
+    require(width > 0, AXL_ERR_INTERNAL, "folded LoRA for projections ", first_slot, "..", first_slot + count - 1,
+            " of layer ", layer_index, ", which do not fold");
+    return {pass.model.layers[layer_index].linears[first_slot].in, width};
+}
+
 }  // namespace
 
 int64_t lora_fold_width(const DevicePass& pass, int layer_index, int first_slot, int count) {
@@ -266,12 +278,10 @@ int64_t weight_scratch_elements(const DevicePass& pass) {
 
 void project_forward_folded(const DevicePass& pass, int layer_index, int first_slot, int count, bf16* x,
                             bf16* const* ys, DeviceLayerSaved* saved) {
-    const int64_t width = lora_fold_width(pass, layer_index, first_slot, count);
-    require(width > 0, AXL_ERR_INTERNAL, "a folded LoRA forward for projections that do not fold");
+    const auto [in, width] = folded_columns(pass, layer_index, first_slot, count);
+    const int64_t ld = in + width;
     BlasLt& blas = pass.runtime.blas();
     const int64_t n = pass.batch.num_tokens();
-    const int64_t in = pass.model.layers[layer_index].linears[first_slot].in;
-    const int64_t ld = in + width;
     {
         // s x A^T into x's extra columns (the GEMM reads the first `in`; no element is both).
         ProfileScope timed = pass.timed("LoRA forward: u = x A^T");
@@ -291,12 +301,10 @@ void project_forward_folded(const DevicePass& pass, int layer_index, int first_s
 
 void project_backward_folded(const DevicePass& pass, int layer_index, int first_slot, int count,
                              const DeviceLayerSaved& saved, const bf16* x, const bf16* const* dys, bf16* dx) {
-    const int64_t width = lora_fold_width(pass, layer_index, first_slot, count);
-    require(width > 0, AXL_ERR_INTERNAL, "a folded LoRA backward for projections that do not fold");
+    const auto [in, width] = folded_columns(pass, layer_index, first_slot, count);
+    const int64_t ld = in + width;
     BlasLt& blas = pass.runtime.blas();
     const int64_t n = pass.batch.num_tokens();
-    const int64_t in = pass.model.layers[layer_index].linears[first_slot].in;
-    const int64_t ld = in + width;
     // [dx | g] = sum_k dy_k [W_k | B_k]: the input gradient of the base products, and g = dy B
     // (per module, in its columns) in the extra columns.
     for (int k = 0; k < count; ++k) {
