@@ -29,16 +29,23 @@ const DeviceLoraGroup* group_of(const DevicePass& pass, int layer_index, int fir
 // makes the reuse safe: the previous GEMM has read it). A checkpointed layer's recomputed
 // forward keeps its dequantized weights (saved->keep_dequantized_weights) for the backward that
 // follows at once: one layer of bf16 weights more in memory, a third fewer dequantizations.
+// With ld > in (a packed linear whose LoRA product is folded in) its rows are ld apart and the
+// columns after `in` are left for the caller.
+bf16* dequantized_weight(const DevicePass& pass, const DeviceLinear& linear, DeviceLayerSaved* saved, int slot,
+                         int64_t ld) {
+    ProfileScope timed = pass.timed("dequantize base weight");
+    bf16* weight = pass.weight_scratch;
+    if (saved != nullptr && saved->keep_dequantized_weights) {
+        saved->weights[slot] = device_bf16(pass, linear.out, ld, "dequantized base weight kept for backward");
+        weight = saved->weights[slot].as<bf16>();
+    }
+    dequantize_weight(linear, weight, ld, pass.stream());
+    return weight;
+}
+
 const bf16* weight_of(const DevicePass& pass, const DeviceLinear& linear, DeviceLayerSaved* saved, int slot) {
     if (!linear.is_packed()) return linear.weight;
-    ProfileScope timed = pass.timed("dequantize base weight");
-    if (saved != nullptr && saved->keep_dequantized_weights) {
-        saved->weights[slot] = device_bf16(pass, linear.out, linear.in, "dequantized base weight kept for backward");
-        dequantize_weight(linear, saved->weights[slot].as<bf16>(), pass.stream());
-        return saved->weights[slot].as<bf16>();
-    }
-    dequantize_weight(linear, pass.weight_scratch, pass.stream());
-    return pass.weight_scratch;
+    return dequantized_weight(pass, linear, saved, slot, linear.in);
 }
 
 // Whether a linear's base product runs as the fused dequantize + GEMM (few tokens, 4-bit codes
@@ -212,21 +219,15 @@ namespace axl::cuda {
 
 namespace {
 
-// Projection first_slot + k's weight as [W | B in its place, zeros elsewhere], rows `ld` apart:
-// dequantized into the pass's scratch, or, for a recomputed forward (saved->keep_dequantized_
-// weights), into a buffer kept for the backward that follows.
+// Projection first_slot + k's weight as [W | B in its place, zeros elsewhere], rows `ld` apart,
+// where dequantized_weight puts it (the scratch, or kept for the backward that follows).
 const bf16* folded_weight(const DevicePass& pass, int layer_index, int first_slot, int k, int64_t ld,
                           DeviceLayerSaved* saved) {
     const int slot = first_slot + k;
     const DeviceLinear& linear = pass.model.layers[layer_index].linears[slot];
     const DeviceLoraModule& module = *pass.lora->module(layer_index, slot);
+    bf16* weight = dequantized_weight(pass, linear, saved, slot, ld);
     ProfileScope timed = pass.timed("dequantize base weight");
-    bf16* weight = pass.weight_scratch;
-    if (saved != nullptr && saved->keep_dequantized_weights) {
-        saved->weights[slot] = device_bf16(pass, linear.out, ld, "dequantized base weight kept for backward");
-        weight = saved->weights[slot].as<bf16>();
-    }
-    dequantize_weight(linear, weight, ld, pass.stream());
     lora_weight_columns(weight, ld, linear.out, linear.in, ld - linear.in, module.b, module.rank, k * module.rank,
                         pass.stream());
     return weight;
